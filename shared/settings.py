@@ -1,0 +1,72 @@
+"""Settings shared by every Tandem process, read from ``TANDEM_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TANDEM_", extra="ignore")
+
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_client_id: str = "tandem"
+    # Real Kafka supports the idempotent producer; Tansu's memory engine (the embedded dev
+    # broker) does not, so `tandem dev` turns it off. Consumers dedupe by occurrence id, so
+    # a re-sent record is harmless either way.
+    kafka_idempotence: bool = True
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: Path | None = None
+    topic_partitions: int = Field(default=6, ge=1)
+    topic_replication: int = Field(default=1, ge=1)
+
+    # Redis
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "tandem"
+
+    # HTTP API (scheduler)
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    admin_token: str | None = None
+    # Fernet key (urlsafe base64, 32 bytes) that encrypts channel URLs at rest.
+    secret_key: str | None = None
+
+    # Scheduler
+    scheduler_tick_seconds: float = Field(default=0.5, gt=0)
+    scheduler_batch: int = Field(default=500, ge=1)
+    scheduler_lease_seconds: float = Field(default=15.0, gt=0)
+    # A missed occurrence may still fire late if it is younger than this fraction of the
+    # ritual's cadence (daily -> 2 h, weekly -> 14 h, quarterly -> ~7 days).
+    grace_fraction: float = Field(default=1 / 12, gt=0, le=1)
+    grace_min_seconds: float = Field(default=120, ge=0)
+    grace_max_seconds: float = Field(default=7 * 86400, ge=0)
+
+    # Content
+    decks_dir: Path | None = None
+
+    # Notifier
+    plugins_dir: Path | None = None
+    delivery_max_attempts: int = Field(default=5, ge=1)
+    delivery_backoff_seconds: float = Field(default=2.0, gt=0)
+    delivery_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    # Apprise socket timeouts: connect / read, seconds.
+    delivery_connect_timeout: float = Field(default=4.0, gt=0)
+    delivery_read_timeout: float = Field(default=10.0, gt=0)
+
+    # Observability
+    log_format: Literal["json", "console"] = "json"
+    log_level: str = "INFO"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,237 @@
+"""The local inbox: an HTTP sink and an SMTP sink on 127.0.0.1 that stand in for partners'
+phones. ``tandem dev`` prints what lands; tests assert on it and inject faults (fail, answer
+slowly, hang) per address to exercise retries and fallback. Nothing leaves the machine."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.header import decode_header, make_header
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import quote
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from tandem.embedded import free_port
+
+
+@dataclass(frozen=True)
+class Received:
+    """One notification as a partner's device would show it."""
+
+    sink: str  # "http" or "smtp"
+    address: str  # URL path / ntfy topic / e-mail recipient
+    title: str
+    body: str
+    at: float  # time.time() on arrival
+
+
+@dataclass
+class Fault:
+    """How the sink treats the next requests to one address."""
+
+    fail: int = 0  # answer the next N with an error
+    status: int = 500
+    delay: float = 0.0  # seconds to wait before answering (a slow or hung provider)
+    forever: bool = False  # keep failing until cleared
+
+
+@dataclass
+class _State:
+    received: list[Received] = field(default_factory=list)
+    faults: dict[str, Fault] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+
+class Inbox:
+    def __init__(self, on_receive: Callable[[Received], None] | None = None) -> None:
+        self._state = _State()
+        self._on_receive = on_receive
+        self.http_port = free_port()
+        self.smtp_port = free_port()
+        self._http: ThreadingHTTPServer | None = None
+        self._smtp: Controller | None = None
+
+    # -- addresses ---------------------------------------------------------------------
+    def json_url(self, address: str) -> str:
+        return f"json://127.0.0.1:{self.http_port}/{quote(address)}"
+
+    def ntfy_url(self, topic: str) -> str:
+        return f"ntfy://127.0.0.1:{self.http_port}/{quote(topic)}"
+
+    def mailto_url(self, to: str) -> str:
+        return (
+            f"mailto://127.0.0.1:{self.smtp_port}?to={quote(to)}"
+            "&from=tandem@example.com&mode=insecure"
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> Inbox:
+        handler = _http_handler(self)
+        self._http = ThreadingHTTPServer(("127.0.0.1", self.http_port), handler)
+        self._http.daemon_threads = True
+        threading.Thread(target=self._http.serve_forever, name="inbox-http", daemon=True).start()
+        self._smtp = Controller(
+            _SmtpHandler(self), hostname="127.0.0.1", port=self.smtp_port, ready_timeout=10
+        )
+        self._smtp.start()
+        return self
+
+    def stop(self) -> None:
+        if self._http:
+            self._http.shutdown()
+            self._http.server_close()
+        if self._smtp:
+            self._smtp.stop()
+
+    # -- faults ------------------------------------------------------------------------
+    def fault(self, address: str, fault: Fault | None) -> None:
+        """Set (or with None clear) the fault for one address."""
+        with self._state.cond:
+            if fault is None:
+                self._state.faults.pop(address, None)
+            else:
+                self._state.faults[address] = fault
+
+    def attempts(self, address: str) -> int:
+        """How many requests reached ``address``, failed ones included."""
+        with self._state.cond:
+            return self._state.attempts.get(address, 0)
+
+    def _admit(self, address: str) -> tuple[float, int | None]:
+        """Count an attempt; return (delay, error status or None)."""
+        with self._state.cond:
+            self._state.attempts[address] = self._state.attempts.get(address, 0) + 1
+            fault = self._state.faults.get(address)
+            if fault is None:
+                return 0.0, None
+            error = None
+            if fault.forever or fault.fail > 0:
+                error = fault.status
+                if not fault.forever:
+                    fault.fail -= 1
+            return fault.delay, error
+
+    # -- what arrived ------------------------------------------------------------------
+    def _record(self, item: Received) -> None:
+        with self._state.cond:
+            self._state.received.append(item)
+            self._state.cond.notify_all()
+        if self._on_receive:
+            self._on_receive(item)
+
+    @property
+    def received(self) -> list[Received]:
+        with self._state.cond:
+            return list(self._state.received)
+
+    def to(self, address: str) -> list[Received]:
+        return [r for r in self.received if r.address == address]
+
+    def wait_for(
+        self, predicate: Callable[[list[Received]], bool], timeout: float = 30.0
+    ) -> list[Received]:
+        """Block until ``predicate(received)`` holds; raise TimeoutError with what came."""
+        deadline = time.monotonic() + timeout
+        with self._state.cond:
+            while not predicate(self._state.received):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"inbox condition not met; got {self._state.received!r}")
+                self._state.cond.wait(min(left, 0.5))
+            return list(self._state.received)
+
+    def clear(self) -> None:
+        with self._state.cond:
+            self._state.received.clear()
+            self._state.attempts.clear()
+            self._state.faults.clear()
+
+
+def _http_handler(inbox: Inbox) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            try:
+                payload = json.loads(raw or b"{}")
+            except ValueError:
+                payload = {"message": raw.decode(errors="replace")}
+            path = self.path.split("?", 1)[0].lstrip("/")
+            # ntfy posts {"topic", "title", "message"} to "/"; json:// posts to its path.
+            address = payload.get("topic") if not path and isinstance(payload, dict) else path
+            address = address or path
+            delay, error = inbox._admit(address)
+            if delay:
+                time.sleep(delay)
+            if error:
+                self._answer(error, b'{"error": "injected fault"}')
+                return
+            inbox._record(
+                Received(
+                    sink="http",
+                    address=address,
+                    title=str(payload.get("title", "")),
+                    body=str(payload.get("message", payload.get("body", ""))),
+                    at=time.time(),
+                )
+            )
+            self._answer(200, b'{"ok": true}')
+
+        def _answer(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
+
+
+class _SmtpHandler:
+    def __init__(self, inbox: Inbox) -> None:
+        self.inbox = inbox
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        import asyncio
+
+        for rcpt in envelope.rcpt_tos:
+            delay, error = self.inbox._admit(rcpt)
+            if delay:
+                await asyncio.sleep(delay)
+            if error:
+                return "451 4.3.0 injected fault"
+        content = envelope.content if isinstance(envelope.content, bytes) else b""
+        msg = message_from_bytes(content)
+        subject = str(make_header(decode_header(msg.get("Subject", ""))))
+        body = _plain_text(msg)
+        for rcpt in envelope.rcpt_tos:
+            self.inbox._record(
+                Received(sink="smtp", address=rcpt, title=subject, body=body, at=time.time())
+            )
+        return "250 OK"
+
+
+def _plain_text(msg: Message) -> str:
+    part: Message | None = msg
+    if msg.is_multipart():
+        part = next((p for p in msg.walk() if p.get_content_type() == "text/plain"), None)
+    if part is None:
+        return ""
+    payload = part.get_payload(decode=True)
+    if isinstance(payload, bytes):
+        return payload.decode(part.get_content_charset() or "utf-8", errors="replace").strip()
+    return str(part.get_payload()).strip()
