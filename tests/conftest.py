@@ -83,6 +83,7 @@ def infra(_containers: tuple[str, str] | None) -> Iterator[Infra]:
     if _containers is not None:
         kafka, redis_url = kafka or _containers[0], redis_url or _containers[1]
     started = []
+    embedded_broker = not kafka
     if not kafka:
         broker = start_broker()
         started.append(broker)
@@ -92,8 +93,7 @@ def infra(_containers: tuple[str, str] | None) -> Iterator[Infra]:
         started.append(redis)
         redis_url = f"redis://127.0.0.1:{redis.port}/0"
     try:
-        yield Infra(kafka, redis_url, prefix, embedded_broker=bool(started) and _containers is None
-                    and not os.environ.get("TANDEM_TEST_KAFKA_BOOTSTRAP"))
+        yield Infra(kafka, redis_url, prefix, embedded_broker=embedded_broker)
     finally:
         for process in started:
             process.stop()
