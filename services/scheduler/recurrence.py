@@ -1,0 +1,407 @@
+"""When a ritual is due: recurrence rules evaluated in a time zone, as pure functions.
+
+A :class:`Schedule` is either a one-off instant (``at``) or an RFC 5545 ``RRULE`` anchored at
+a naive local wall-clock ``start``. dateutil expands a rule into naive wall-clock times, which
+are then placed on the UTC time line in the zone the caller names: the schedule's own zone for
+"together" delivery, each partner's zone for "local" delivery.
+
+DST policy (deliberately not RFC 5545's, which skips times that do not exist: a skipped
+morning ritual is a bug to a couple):
+
+* A wall time that does not exist (the spring-forward gap) fires once, shifted forward by the
+  length of the gap: 02:30 becomes 03:30 on a one-hour gap, and 02:10 becomes 02:40 on
+  Lord Howe's half-hour one. This is what ``zoneinfo`` does for a gap time with ``fold=0``: it
+  keeps the offset from before the transition.
+* A wall time that occurs twice (fall back) fires once, at its first occurrence (``fold=0``).
+* Never two firings at one instant: where a shifted gap time lands on a time the rule also
+  produces (an hourly rule across the gap), the first in rule order fires, the other does not.
+
+``Slot.ordinal`` is the occurrence's position in the rule since ``start``, and nothing else:
+occurrences dropped for colliding or excluded by ``exdates`` keep their positions, so no other
+ordinal changes when, say, an exdate is added. Slots come in time order; ordinals follow it
+except where a real time the rule puts after a gap time fires before that gap time's shifted
+instant (02:30 and 03:10 on a gap day fire at 03:10, then 03:30).
+
+``UNTIL`` is inclusive. In UTC (``...Z``) it is an instant, the same whichever zone the rule
+is evaluated in; otherwise a local wall-clock time, and a bare date means all of that day.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from itertools import islice, pairwise, takewhile
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dateutil.rrule import rrulestr
+
+MAX_SLOTS_BETWEEN = 10_000
+
+# More than the largest forward jump of any zone's clock (Samoa skipped 2011-12-30): a slot
+# firing after an instant never has a wall time further than this before the instant's.
+_MAX_JUMP = timedelta(days=2)
+_MAX_INTERVAL = 1000
+_UNTIL = re.compile(r"(\d{8})(?:T(\d{6})(Z?))?")
+# Minutes per FREQ unit of the rules that, without month or year structure, repeat in weeks.
+_CYCLIC_FREQS = {"MINUTELY": 1, "HOURLY": 60, "DAILY": 24 * 60, "WEEKLY": 7 * 24 * 60}
+_CALENDAR_PARTS = {"BYMONTH", "BYMONTHDAY", "BYYEARDAY", "BYWEEKNO"}
+# The Gregorian calendar repeats every 400 years, a whole number of weeks; FREQ units in them.
+_GREGORIAN = timedelta(days=146_097)
+_GREGORIAN_UNITS = {"YEARLY": 400, "MONTHLY": 4800, "WEEKLY": 20_871, "DAILY": 146_097}
+_GREGORIAN_UNITS |= {"HOURLY": 146_097 * 24, "MINUTELY": 146_097 * 24 * 60}
+_LONGEST_MONTHS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+# RFC 5545's ranges (0 never allowed): dateutil takes any number and then never matches it.
+_RANGES = {
+    "BYMONTH": range(1, 13),
+    "BYMONTHDAY": range(-31, 32),
+    "BYYEARDAY": range(-366, 367),
+    "BYWEEKNO": range(-53, 54),
+}
+
+
+class ScheduleError(ValueError):
+    """A schedule that cannot be accepted; ``field`` names the input at fault."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Schedule:
+    timezone: str
+    rrule: str | None = None
+    start: datetime | None = None
+    at: datetime | None = None
+    exdates: tuple[datetime, ...] = ()
+
+
+@dataclass(frozen=True)
+class Slot:
+    instant: datetime
+    wall_time: datetime
+    ordinal: int
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """A parsed rule bound to one zone."""
+
+    parts: dict[str, str]  # the RRULE parts but UNTIL
+    start: datetime
+    zone: ZoneInfo
+    last_wall: datetime | None  # UNTIL as a wall-time bound, the form dateutil takes
+    until: datetime | None  # UNTIL as an instant, when it was given in UTC
+    exdates: frozenset[datetime]
+
+    @property
+    def freq(self) -> str:
+        return self.parts["FREQ"]
+
+    @property
+    def interval(self) -> int:
+        return int(self.parts.get("INTERVAL", "1"))
+
+    def walls(self, dtstart: datetime) -> Iterator[datetime]:
+        """The rule's wall times from ``dtstart`` (``start``, or a later point of its grid)."""
+        text = ";".join(f"{name}={value}" for name, value in self.parts.items())
+        if self.last_wall is not None:
+            text += f";UNTIL={self.last_wall:%Y%m%dT%H%M%S}"
+        try:
+            yield from rrulestr(text, dtstart=dtstart)
+        except ValueError as exc:  # dateutil finds some impossible rules only when iterating
+            raise ScheduleError("schedule.rrule", f"malformed RRULE: {exc}") from exc
+
+
+def validate(schedule: Schedule, *, now: datetime) -> None:
+    """Raise :class:`ScheduleError` unless ``schedule`` can be accepted as of ``now``.
+
+    Accepted: a known IANA zone with either a recurring rule (an RRULE with a naive ``start``,
+    firing at most once a minute and at least once, ``exdates`` aside) or a one-off aware
+    ``at`` after ``now``. Impossible dates (February 30) are refused at once, but refusing a
+    contrived rule that never fires (``FREQ=DAILY;INTERVAL=2;BYMONTH=1;BYSETPOS=2``) can take
+    dateutil's search through the calendar up to seconds: call this off the event loop.
+    """
+    if schedule.rrule is None:
+        if schedule.at is None:
+            raise ScheduleError("schedule.rrule", "a schedule needs an rrule or a one-off at")
+        _zone(schedule.timezone)
+        if _naive(schedule.at):
+            raise ScheduleError("schedule.at", "at must carry a UTC offset")
+        if schedule.at <= now:
+            raise ScheduleError("schedule.at", "at must be in the future")
+        if schedule.start is not None:
+            raise ScheduleError("schedule.start", "start only applies to a recurring rule")
+        if schedule.exdates:
+            raise ScheduleError("schedule.exdates", "exdates only apply to a recurring rule")
+        return
+    if schedule.at is not None:
+        raise ScheduleError("schedule.at", "give either an rrule or a one-off at, not both")
+    rule = _compile(schedule, schedule.timezone)
+    # Only once the rule is known to yield wall times can it be walked from start: UNTIL then
+    # ends the walk, where dateutil would look for a first match up to year 9999.
+    if not _has_walls(rule) or _first(replace(rule, exdates=frozenset())) is None:
+        raise ScheduleError("schedule.rrule", "the rule yields no occurrence")
+    if _first(rule) is None:
+        raise ScheduleError("schedule.exdates", "exdates exclude every occurrence of the rule")
+
+
+def slots_after(schedule: Schedule, zone: str, after: datetime, count: int) -> list[Slot]:
+    """The first ``count`` slots firing strictly after ``after``, in time order, in ``zone``
+    (fewer when the rule ends first).
+
+    A rule without month or year structure, COUNT or BYSETPOS (most daily, weekly and hourly
+    ones) costs the same however long ago it started; others are walked from ``start``.
+    """
+    return list(islice(_slots_from(schedule, zone, _aware(after, "after")), max(count, 0)))
+
+
+def slots_between(schedule: Schedule, zone: str, start: datetime, end: datetime) -> list[Slot]:
+    """The slots firing in ``(start, end]``, in time order, in ``zone``; the earliest
+    :data:`MAX_SLOTS_BETWEEN` when there are more."""
+    end = _aware(end, "end")
+    slots = _slots_from(schedule, zone, _aware(start, "start"))
+    return list(islice(takewhile(lambda slot: slot.instant <= end, slots), MAX_SLOTS_BETWEEN))
+
+
+def cadence(schedule: Schedule) -> timedelta:
+    """The typical gap between a valid schedule's occurrences: the median gap between its
+    first ten wall times (a day for a one-off, or a rule with a single occurrence)."""
+    if schedule.rrule is None:
+        return timedelta(days=1)
+    rule = _compile(schedule, schedule.timezone)
+    gaps = sorted(
+        later - earlier for earlier, later in pairwise(islice(rule.walls(rule.start), 10))
+    )
+    return gaps[len(gaps) // 2] if gaps else timedelta(days=1)
+
+
+def _slots_from(schedule: Schedule, zone_name: str, after: datetime) -> Iterator[Slot]:
+    if schedule.rrule is None:
+        if schedule.at is None:
+            raise ScheduleError("schedule.rrule", "a schedule needs an rrule or a one-off at")
+        zone = _zone(zone_name)
+        at = _aware(schedule.at, "schedule.at").astimezone(UTC)
+        if at > after:
+            yield Slot(at, _wall(at, zone), 0)
+        return
+    rule = _compile(schedule, zone_name)
+    horizon = _wall(after, rule.zone) - _MAX_JUMP
+    dtstart, ordinal = _resume_point(rule, horizon)
+    for slot in _in_time_order(rule, dtstart, ordinal, skip_before=horizon):
+        if slot.instant > after:
+            yield slot
+
+
+def _resume_point(rule: _Rule, horizon: datetime) -> tuple[datetime, int]:
+    """Where to walk the rule from, as ``(dtstart, its ordinal)``, to meet every wall time
+    from ``horizon`` on: a whole number of the rule's cycles past ``start`` if it has one."""
+    cycle = _cycle(rule)
+    # Where a walk starts changes what COUNT counts, and a weekly BYSETPOS picks from a first
+    # week that dateutil cuts at dtstart: those rules are walked from start.
+    if cycle is None or {"COUNT", "BYSETPOS"} & rule.parts.keys():
+        return rule.start, 0
+    cycles = (horizon - rule.start) // cycle
+    if cycles < 1:
+        return rule.start, 0
+    first_cycle = takewhile(lambda wall: wall < rule.start + cycle, rule.walls(rule.start))
+    return rule.start + cycles * cycle, cycles * sum(1 for _ in first_cycle)
+
+
+def _in_time_order(
+    rule: _Rule, dtstart: datetime, ordinal: int, skip_before: datetime = datetime.min
+) -> Iterator[Slot]:
+    """The rule's slots from ``dtstart`` (whose position is ``ordinal``), in time order.
+
+    Wall times come in rule order, and each fires at the instant of its own wall time or, in
+    a gap, of a later one; so a slot waits only until the rule reaches the wall time it fires
+    at, when nothing still to come can fire before it or, firing at the same instant, come
+    first in rule order.
+    """
+    pending: list[tuple[datetime, int, datetime, datetime]] = []
+    last: datetime | None = None
+
+    def ready(wall: datetime) -> Iterable[Slot]:
+        nonlocal last
+        while pending and pending[0][0] <= wall:
+            _, position, produced, instant = heapq.heappop(pending)
+            if instant != last:  # a tie pops the first in rule order
+                last = instant
+                yield Slot(instant, produced, position)
+
+    for position, wall in enumerate(rule.walls(dtstart), ordinal):
+        yield from ready(wall)
+        if wall < skip_before or wall in rule.exdates:
+            continue
+        instant = wall.replace(tzinfo=rule.zone).astimezone(UTC)
+        if rule.until is None or instant <= rule.until:
+            heapq.heappush(pending, (_wall(instant, rule.zone), position, wall, instant))
+    yield from ready(datetime.max)
+
+
+def _first(rule: _Rule) -> Slot | None:
+    return next(_in_time_order(rule, rule.start, 0), None)
+
+
+def _has_walls(rule: _Rule) -> bool:
+    """Whether the rule yields any wall time at all, quickly.
+
+    dateutil gives up on a rule that matches nothing only at year 9999, which takes it
+    seconds for a daily one; so ask the same rule moved a whole number of its periods towards
+    that end instead, where its first wall time, if any, is within a period of the search's.
+    """
+    if not _some_date(rule.parts):
+        return False
+    period = _period(rule)
+    if period is not None and (periods := (datetime.max - rule.start) // period - 1) >= 1:
+        shift = periods * period
+        last_wall = rule.last_wall
+        if last_wall is not None:  # past year 9999 it bounds nothing
+            last_wall = last_wall + shift if last_wall < datetime.max - shift else None
+        rule = replace(rule, start=rule.start + shift, last_wall=last_wall)
+    return next(rule.walls(rule.start), None) is not None
+
+
+def _some_date(parts: dict[str, str]) -> bool:
+    """Whether BYMONTH and BYMONTHDAY let any date through (the usual impossible rule)."""
+    if "BYMONTHDAY" not in parts:
+        return True
+    months = parts["BYMONTH"].split(",") if "BYMONTH" in parts else range(1, 13)
+    longest = max(_LONGEST_MONTHS[int(month) - 1] for month in months)
+    return min(abs(int(day)) for day in parts["BYMONTHDAY"].split(",")) <= longest
+
+
+def _period(rule: _Rule) -> timedelta | None:
+    """A span after which the rule yields the same wall times, unless it is too long to use."""
+    cycle = _cycle(rule)
+    if cycle is not None:
+        return cycle
+    units = _GREGORIAN_UNITS[rule.freq]
+    calendars = math.lcm(units, rule.interval) // units
+    return calendars * _GREGORIAN if calendars < 20 else None
+
+
+def _cycle(rule: _Rule) -> timedelta | None:
+    """How often a rule without month or year structure repeats its wall times.
+
+    Its occurrences repeat every whole number of steps that is also a whole number of days
+    (weeks when weekdays matter): the wall times, weekdays and the defaults dateutil takes
+    from dtstart are all the same a whole number of cycles later.
+    """
+    if (
+        rule.freq not in _CYCLIC_FREQS
+        or _CALENDAR_PARTS & rule.parts.keys()
+        or any(char.isdigit() for char in rule.parts.get("BYDAY", ""))  # 1FR, -1SU
+    ):
+        return None
+    step = rule.interval * _CYCLIC_FREQS[rule.freq]
+    weekly = rule.freq == "WEEKLY" or "BYDAY" in rule.parts
+    return timedelta(minutes=math.lcm(step, (7 if weekly else 1) * 24 * 60))
+
+
+def _compile(schedule: Schedule, zone_name: str) -> _Rule:
+    zone = _zone(zone_name)
+    if schedule.start is None:
+        raise ScheduleError("schedule.start", "a recurring rule needs a start")
+    if not _naive(schedule.start):
+        raise ScheduleError("schedule.start", "start is a local wall-clock time, without offset")
+    start = schedule.start.replace(microsecond=0)  # as dateutil has it: the grid starts there
+    if not all(_naive(exdate) for exdate in schedule.exdates):
+        raise ScheduleError("schedule.exdates", "exdates are local wall-clock times, no offset")
+    parts = _parts(schedule.rrule or "")
+    last_wall = until = None
+    if "UNTIL" in parts:
+        last_wall, until = _until(parts.pop("UNTIL"), zone)
+        if "COUNT" in parts:  # RFC 5545 forbids it; dateutil only warns
+            raise ScheduleError("schedule.rrule", "COUNT and UNTIL cannot be combined")
+        if last_wall < start:
+            raise ScheduleError("schedule.rrule", "UNTIL is before start")
+        if until is not None:
+            # dateutil refuses a UTC UNTIL with a naive start: it gets a wall-time bound loose
+            # enough for every wall time firing by the instant, which each slot is checked on.
+            last_wall = min(last_wall, datetime.max - _MAX_JUMP) + _MAX_JUMP
+    rule = _Rule(parts, start, zone, last_wall, until, frozenset(schedule.exdates))
+    try:
+        rrulestr(";".join(f"{name}={value}" for name, value in parts.items()), dtstart=start)
+    except ValueError as exc:
+        raise ScheduleError("schedule.rrule", f"malformed RRULE: {exc}") from exc
+    if rule.freq == "SECONDLY" or "," in parts.get("BYSECOND", ""):
+        raise ScheduleError("schedule.rrule", "a rule may fire at most once a minute")
+    if not 1 <= rule.interval <= _MAX_INTERVAL:
+        raise ScheduleError("schedule.rrule", f"INTERVAL must be from 1 to {_MAX_INTERVAL}")
+    if int(parts.get("COUNT", "1")) < 1:
+        raise ScheduleError("schedule.rrule", "COUNT must be at least 1")
+    for name, allowed in _RANGES.items():
+        values = [int(value) for value in parts.get(name, "1").split(",")]
+        if not all(value in allowed and value != 0 for value in values):
+            raise ScheduleError("schedule.rrule", f"{name} has a value out of range")
+    return rule
+
+
+def _parts(text: str) -> dict[str, str]:
+    """The rule's NAME=VALUE parts, upper-cased, from RRULE text with or without its prefix."""
+    text = text.strip()
+    if text[:6].upper() == "RRULE:":
+        text = text[6:]
+    if any(char in text for char in ":\r\n"):
+        raise ScheduleError(
+            "schedule.rrule",
+            "only an RRULE is accepted: DTSTART, RDATE, EXRULE and EXDATE go in"
+            " schedule.start and schedule.exdates",
+        )
+    parts: dict[str, str] = {}
+    for item in filter(None, text.upper().split(";")):  # tolerate a trailing ";"
+        name, _, value = item.partition("=")
+        if not name or not value:
+            raise ScheduleError("schedule.rrule", f"malformed RRULE part {item!r}")
+        if name in parts:
+            raise ScheduleError("schedule.rrule", f"{name} is given twice")
+        parts[name] = value
+    if "FREQ" not in parts:
+        raise ScheduleError("schedule.rrule", "FREQ is required")
+    if "BYEASTER" in parts:  # dateutil's own extension, with no calendar cycle to rely on
+        raise ScheduleError("schedule.rrule", "BYEASTER is not part of RFC 5545")
+    return parts
+
+
+def _until(value: str, zone: ZoneInfo) -> tuple[datetime, datetime | None]:
+    """UNTIL as a local wall time, and as an instant when it was given in UTC (a bare date
+    means the end of that local day: what a person writing it means)."""
+    match = _UNTIL.fullmatch(value)
+    if match is None:
+        raise ScheduleError("schedule.rrule", f"UNTIL {value!r} is not YYYYMMDD[THHMMSS[Z]]")
+    day, time, utc = match.groups()
+    try:
+        until = datetime.strptime(day + (time or "235959"), "%Y%m%d%H%M%S")
+        if not utc:
+            return until, None
+        instant = until.replace(tzinfo=UTC)
+        return _wall(instant, zone), instant
+    except (ValueError, OverflowError) as exc:
+        raise ScheduleError("schedule.rrule", f"UNTIL {value!r} is not a valid time") from exc
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ScheduleError("schedule.timezone", f"unknown time zone {name!r}") from exc
+
+
+def _wall(instant: datetime, zone: ZoneInfo) -> datetime:
+    return instant.astimezone(zone).replace(tzinfo=None)
+
+
+def _naive(value: datetime) -> bool:
+    return value.tzinfo is None or value.utcoffset() is None
+
+
+def _aware(value: datetime, name: str) -> datetime:
+    if _naive(value):
+        raise ValueError(f"{name} must be timezone-aware")
+    return value
