@@ -1,0 +1,132 @@
+"""The content service: ``ritual.due`` in, ``nudge.ready`` out.
+
+For each due ritual it finds the deck (the one named, else the kind's default), picks the
+prompt for the occurrence's selection key (remembered in Redis, so a redelivery or the
+other partner's local occurrence gets the same one), writes each partner's words, and
+publishes the nudge keyed by couple id.
+
+Promises:
+
+* At-least-once: the nudge is published before the handler returns, and the offset is
+  committed only after that; a crash in between re-sends the same nudge (the notifier
+  dedupes by occurrence id).
+* A record that can never work (malformed JSON, an unknown ``schema_version``, a deck that
+  does not exist, no recipients) goes to ``ritual.due.dlq`` with the reason and the consumer
+  moves on; anything else (Redis down) is redelivered (``shared.kafka.guarded``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from faststream import AckPolicy, FastStream
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from redis.asyncio import Redis
+
+from shared import topics
+from shared.events import SCHEMA_VERSION, NudgeReady, RitualDue
+from shared.kafka import Poison, decode, guarded, make_broker
+from shared.redis import Keys, make_redis
+from shared.settings import Settings
+
+from .choosing import selection_key
+from .compose import compose
+from .decks import Catalog, default_deck, load_catalog
+from .store import ContentStore
+
+SERVICE = "content"
+GROUP_ID = "content"
+
+log = logging.getLogger("tandem.content")
+
+
+def diagnose(body: bytes) -> str | None:
+    """A plainer reason than a validation dump for a record that is not a RitualDue, if any."""
+    try:
+        raw = json.loads(body)
+    except ValueError as exc:  # includes bytes that are not UTF-8
+        return f"malformed JSON: {exc}"
+    if not isinstance(raw, dict):
+        return f"expected a JSON object, got {type(raw).__name__}"
+    version = raw.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        return f"unknown schema_version {version!r} (content knows {SCHEMA_VERSION})"
+    return None
+
+
+def parse(message: KafkaMessage) -> RitualDue:
+    """The record as a :class:`RitualDue`, or :class:`Poison` saying what is wrong."""
+    try:
+        return decode(RitualDue, message)
+    except Poison as exc:
+        reason = diagnose(message.body)
+        if reason is not None:
+            raise Poison(reason) from exc
+        raise
+
+
+class Content:
+    """The service's logic between decoding a record and publishing the nudge."""
+
+    def __init__(self, catalog: Catalog, store: ContentStore) -> None:
+        self.catalog = catalog
+        self.store = store
+
+    async def nudge(self, due: RitualDue) -> NudgeReady:
+        deck_id = due.deck or default_deck(due.kind)
+        deck = self.catalog.get(deck_id)
+        if deck is None:
+            raise Poison(f"unknown deck {deck_id!r} for ritual {due.ritual_id!r}")
+        if not due.recipients:
+            raise Poison(f"occurrence {due.occurrence_id!r} has no recipients")
+        picked = await self.store.pick(deck, couple_id=due.couple_id, key=selection_key(due))
+        return compose(due, deck, picked.prompt)
+
+
+def build(
+    settings: Settings,
+    *,
+    catalog: Catalog | None = None,
+    redis: Redis | None = None,
+) -> tuple[KafkaBroker, FastStream]:
+    """The content service's broker and app, ready to ``app.run()`` (or ``async with app``).
+
+    Loads the decks now (shipped plus ``settings.decks_dir``) unless ``catalog`` is given, so
+    a broken deck fails here, before anything is consumed. The Redis client is made from
+    ``settings`` unless given; one made here is closed when the app stops.
+    """
+    catalog = catalog if catalog is not None else load_catalog(settings.decks_dir)
+    own_redis = redis is None
+    client = redis if redis is not None else make_redis(settings)
+    content = Content(catalog, ContentStore(client, Keys(settings.redis_prefix)))
+    broker = make_broker(settings, service=SERVICE)
+
+    @broker.subscriber(
+        topics.RITUAL_DUE,
+        group_id=GROUP_ID,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        # A new consumer group starts from the oldest record: nothing due is skipped.
+        auto_offset_reset="earliest",
+    )
+    @guarded(broker, service=SERVICE)
+    async def on_ritual_due(message: KafkaMessage) -> None:
+        due = parse(message)
+        nudge = await content.nudge(due)
+        await broker.publish(nudge, topics.NUDGE_READY, key=due.couple_id.encode())
+        log.debug(
+            "nudge ready",
+            extra={"occurrence_id": due.occurrence_id, "prompt_id": nudge.prompt.prompt_id},
+        )
+
+    async def check_redis() -> None:
+        await client.ping()  # type: ignore[misc]
+
+    async def close_redis() -> None:
+        if own_redis:
+            await client.aclose()
+
+    log.info("content: %d decks loaded (%s)", len(catalog), ", ".join(sorted(catalog.decks)))
+    app = FastStream(broker, on_startup=[check_redis], after_shutdown=[close_redis])
+    return broker, app
