@@ -1,0 +1,390 @@
+"""The use case: deliver one nudge to some of a couple's partners.
+
+One entry point, :meth:`Delivery.run`, serves the Kafka handler (a fresh ``nudge.ready``)
+and the delay-queue drain (a retry or a held nudge) alike. For each partner it:
+
+1. holds the partner if they are in quiet hours (policy in :mod:`.quiet_hours`);
+2. at send time checks the couple still exists (else drops, with a log line) and is not
+   paused (else reports ``nudge.failed`` final, reason ``paused``);
+3. takes the partner's in-flight lease (or learns it was already sent -> nothing to do);
+4. tries the partner's channels in order, falling back on a definite failure;
+5. records the delivery in Redis, *then* publishes ``nudge.delivered`` -- or, if every
+   channel failed, schedules the next attempt with backoff, and after
+   ``delivery_max_attempts`` dead-letters it to ``nudge.ready.dlq`` and publishes
+   ``nudge.failed`` final.
+
+Partners of a ``together`` nudge go through steps 2-4 side by side (asyncio.gather, with
+the Redis preparation done for both before either send starts) so they buzz together.
+
+Timeouts. Apprise's TIMEOUT means we stopped waiting, not that the provider refused; the
+message may have landed. We count it as a failed attempt and retry the SAME channel after
+backoff, without falling back within the attempt. Rationale: a missed ritual nudge is the
+worse failure for this product, so we do retry; but retrying the same channel (rather than
+immediately buzzing a second device) keeps any duplicate to one phone, and the backoff
+gives a slow provider time to recover. A rare duplicate on a provider timeout is accepted.
+
+Guarantee: at least once per partner, with duplicates confined to two narrow windows --
+the provider accepted but we timed out (above), or the process died between the provider
+accepting and the ``sent`` mark in Redis (one Redis round trip after the HTTP response).
+Everything else (a redelivered record, a second replica, a replayed dead letter, the same
+nudge published twice) is absorbed by the ledger in :mod:`.store`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from pydantic import BaseModel
+
+from shared.events import (
+    ChannelRef,
+    DeadLetter,
+    DeliveryAttempt,
+    NudgeDelivered,
+    NudgeFailed,
+    NudgeReady,
+    Recipient,
+)
+from shared.settings import Settings
+from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY, dlq
+from shared.vault import Vault
+
+from . import metrics
+from .backoff import retry_delay
+from .channels import Channels, Outcome
+from .quiet_hours import group_by_release, release_times
+from .store import ClaimedJob, Job, Store
+
+log = logging.getLogger("tandem.notifier")
+
+Publish = Callable[[BaseModel, str, str], Awaitable[None]]  # (event, topic, key)
+
+SERVICE = "notifier"
+
+
+@dataclass
+class _Ready:
+    """A partner whose lease we hold, about to be sent to."""
+
+    recipient: Recipient
+    token: str
+
+
+@dataclass
+class _Result:
+    delivered: NudgeDelivered | None = None
+    retry: Job | None = None
+    retry_due: datetime | None = None
+
+
+@dataclass
+class Delivery:
+    settings: Settings
+    store: Store
+    vault: Vault
+    channels: Channels
+    publish: Publish
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    rng: random.Random = field(default_factory=random.Random)
+
+    # -- entry points ------------------------------------------------------------------
+    async def handle(self, nudge: NudgeReady, *, partition: int | None, offset: int | None) -> None:
+        """Deliver a fresh ``nudge.ready`` to every recipient (or schedule it). Returns once
+        every partner's outcome is recorded (sent, scheduled in Redis, or dead-lettered),
+        so the caller may commit the record."""
+        job = Job(
+            nudge=nudge,
+            partners=[r.id for r in nudge.recipients],
+            partition=partition,
+            offset=offset,
+            reason="hold",
+        )
+        await self.run(job)
+
+    async def run(self, job: Job, claimed: ClaimedJob | None = None) -> None:
+        """Carry ``job`` one step: send what is due, (re)schedule what is not. When
+        ``claimed`` (from the delay queue) the job is acked or rescheduled in place."""
+        nudge = job.nudge
+        if not await self.vault.exists(nudge.couple_id):
+            log.warning(
+                "couple %s no longer exists; dropping nudge %s",
+                nudge.couple_id,
+                nudge.occurrence_id,
+            )
+            if claimed is not None:
+                await self.store.ack(claimed)
+            return
+        recipients = [r for r in nudge.recipients if r.id in job.partners]
+        now = self.clock()
+        times = release_times(
+            now,
+            recipients,
+            together=nudge.delivery == "together",
+            policy=nudge.quiet_hours_policy,
+        )
+        send_now, held = group_by_release(times)
+        rescheduled = False
+        for until, partner_ids in held.items():
+            metrics.HELD.inc(len(partner_ids))
+            log.info(
+                "holding nudge %s for %s until %s (quiet hours)",
+                nudge.occurrence_id,
+                ",".join(partner_ids),
+                until.isoformat(),
+            )
+            hold = job.model_copy(update={"partners": partner_ids, "reason": "hold"})
+            rescheduled |= await self._schedule(hold, until, claimed)
+        results = await self._deliver(nudge, send_now, job)
+        for result in results:
+            if result.retry is not None and result.retry_due is not None:
+                rescheduled |= await self._schedule(result.retry, result.retry_due, claimed)
+        # Only on a clean finish: if anything above raised, a claimed job stays claimed and
+        # comes due again when its lease ends (and a Kafka record is redelivered).
+        if claimed is not None and not rescheduled:
+            await self.store.ack(claimed)
+
+    # -- scheduling --------------------------------------------------------------------
+    async def _schedule(self, job: Job, due: datetime, claimed: ClaimedJob | None) -> bool:
+        """Put ``job`` on the delay queue; True if it replaced the claimed job in place."""
+        due_ms = int(due.timestamp() * 1000)
+        if claimed is not None and job.id == claimed.job.id:
+            await self.store.reschedule(claimed, job, due_ms)
+            return True
+        await self.store.enqueue(job, due_ms)
+        return False
+
+    # -- sending -----------------------------------------------------------------------
+    async def _deliver(self, nudge: NudgeReady, partner_ids: list[str], job: Job) -> list[_Result]:
+        if not partner_ids:
+            return []
+        by_id = {r.id: r for r in nudge.recipients}
+        # Redis checks for every partner first, so neither send waits on the other's
+        # round trips: the sends below start within microseconds of each other.
+        prepared = await asyncio.gather(
+            *(self._prepare(nudge, by_id[pid], job) for pid in partner_ids)
+        )
+        ready = [p for p in prepared if isinstance(p, _Ready)]
+        done = [p for p in prepared if isinstance(p, _Result)]
+        sent = await asyncio.gather(*(self._send(nudge, r, job) for r in ready))
+        delivered = [s.delivered for s in sent if s.delivered is not None]
+        if len(ready) >= 2 and len(delivered) == len(ready):
+            skew = metrics.partner_skew(delivered)
+            if skew is not None:
+                metrics.SKEW.observe(skew)
+        return done + list(sent)
+
+    async def _prepare(self, nudge: NudgeReady, recipient: Recipient, job: Job) -> _Ready | _Result:
+        if await self.vault.is_paused(nudge.couple_id):
+            log.info("couple %s is paused; not sending %s", nudge.couple_id, nudge.occurrence_id)
+            metrics.FAILED.labels(final="true").inc()
+            await self._failed(nudge, recipient.id, "paused", final=True, attempts=job.errors)
+            return _Result()
+        claim = await self.store.claim_send(
+            nudge.occurrence_id, recipient.id, self._lease_seconds(recipient)
+        )
+        if claim.state == "sent":
+            # Already delivered (a redelivered record, a duplicate publish, a replay). Re-
+            # publish the stored event -- same event_id, so consumers dedupe it -- in case
+            # we died between recording the delivery and publishing it.
+            await self.publish(
+                NudgeDelivered.model_validate_json(claim.sent), NUDGE_DELIVERED, nudge.couple_id
+            )
+            return _Result()
+        if claim.state == "busy":
+            # Someone is sending this right now. Look again when their lease would have run
+            # out: if they finished, the ledger says so; if they died, we take over.
+            log.info(
+                "nudge %s for %s is in flight elsewhere; rechecking",
+                nudge.occurrence_id,
+                recipient.id,
+            )
+            recheck = job.model_copy(update={"partners": [recipient.id], "reason": "recheck"})
+            due = self.clock() + timedelta(milliseconds=claim.busy_ms + 250)
+            return _Result(retry=recheck, retry_due=due)
+        return _Ready(recipient, claim.token)
+
+    def _lease_seconds(self, recipient: Recipient) -> float:
+        # Long enough for the slowest possible attempt (every channel hitting its hard
+        # timeout) plus margin, so a live sender never loses its lease mid-attempt; short
+        # enough that a dead sender's partner is retried within seconds to a minute.
+        return max(1, len(recipient.channels)) * self.channels.send_timeout + 5.0
+
+    async def _send(self, nudge: NudgeReady, ready: _Ready, job: Job) -> _Result:
+        recipient = ready.recipient
+        # Attempt state is per partner; only single-partner jobs (retries) carry it.
+        single = len(job.partners) == 1
+        attempt = job.attempt if single else 1
+        errors = list(job.errors) if single else []
+        start = job.from_channel if single else 0
+        message = next((m for m in nudge.messages if m.partner_id == recipient.id), None)
+        title = message.title if message else nudge.title
+        retry_from = 0
+        channels = recipient.channels
+        for index in range(min(start, len(channels)), len(channels)):
+            channel = channels[index]
+            body = message.body if message else nudge.title
+            if channel.kind == "email" and message and message.long_body:
+                body = message.long_body
+            url = await self.vault.channel_url(nudge.couple_id, channel.id)
+            if url is None:
+                errors.append(self._attempt(attempt, channel, "channel not in vault"))
+                continue
+            result = await self.channels.send(url, title=title, body=body)
+            del url  # the plain URL lives no longer than the send
+            if result.ok:
+                return _Result(delivered=await self._delivered(nudge, ready, channel, attempt))
+            errors.append(self._attempt(attempt, channel, result.error))
+            log.warning(
+                "attempt %d of %s for %s via channel %s (%s) failed: %s",
+                attempt,
+                nudge.occurrence_id,
+                recipient.id,
+                channel.id,
+                channel.kind,
+                result.error,
+            )
+            if result.outcome is Outcome.UNKNOWN:
+                retry_from = index  # may have landed: retry this channel, don't fall back
+                break
+            if index + 1 < len(channels):
+                metrics.FALLBACKS.inc()
+        if not channels:
+            errors.append(
+                DeliveryAttempt(
+                    attempt=attempt,
+                    channel_id="-",
+                    channel="-",
+                    error="no channels",
+                    at=self.clock(),
+                )
+            )
+        await self.store.release(nudge.occurrence_id, recipient.id, ready.token)
+        return await self._attempt_failed(nudge, recipient.id, job, attempt, errors, retry_from)
+
+    def _attempt(self, attempt: int, channel: ChannelRef, error: str) -> DeliveryAttempt:
+        return DeliveryAttempt(
+            attempt=attempt,
+            channel_id=channel.id,
+            channel=channel.redacted,
+            error=error,
+            at=self.clock(),
+        )
+
+    async def _delivered(
+        self, nudge: NudgeReady, ready: _Ready, channel: ChannelRef, attempt: int
+    ) -> NudgeDelivered:
+        delivered_at = self.clock()
+        event = NudgeDelivered(
+            occurrence_id=nudge.occurrence_id,
+            couple_id=nudge.couple_id,
+            ritual_id=nudge.ritual_id,
+            partner_id=ready.recipient.id,
+            channel_id=channel.id,
+            channel_kind=channel.kind,
+            channel=channel.redacted,
+            attempt=attempt,
+            scheduled_for=nudge.scheduled_for,
+            delivered_at=delivered_at,
+            latency_ms=(delivered_at - nudge.scheduled_for).total_seconds() * 1000,
+            prompt_id=nudge.prompt.prompt_id,
+        )
+        # Ledger first: once this returns, nothing will send this partner's copy again.
+        # Publishing first would widen the duplicate window by a Kafka round trip.
+        await self.store.mark_sent(
+            nudge.occurrence_id, ready.recipient.id, ready.token, event.model_dump_json()
+        )
+        await self.publish(event, NUDGE_DELIVERED, nudge.couple_id)
+        metrics.DELIVERED.labels(channel_kind=channel.kind).inc()
+        metrics.LATENCY.observe(max(0.0, event.latency_ms / 1000))
+        log.info(
+            "delivered %s to %s via channel %s (%s), attempt %d, %.0f ms after schedule",
+            nudge.occurrence_id,
+            ready.recipient.id,
+            channel.id,
+            channel.kind,
+            attempt,
+            event.latency_ms,
+        )
+        return event
+
+    async def _attempt_failed(
+        self,
+        nudge: NudgeReady,
+        partner_id: str,
+        job: Job,
+        attempt: int,
+        errors: list[DeliveryAttempt],
+        retry_from: int,
+    ) -> _Result:
+        final = attempt >= self.settings.delivery_max_attempts
+        metrics.FAILED.labels(final=str(final).lower()).inc()
+        if final:
+            letter = DeadLetter(
+                source_topic=NUDGE_READY,
+                partition=job.partition,
+                offset=job.offset,
+                key=nudge.couple_id,
+                payload=nudge.model_dump_json(),
+                reason=f"partner {partner_id}: not delivered after {attempt} attempts",
+                service=SERVICE,
+                errors=[f"attempt {e.attempt} via {e.channel_id}: {e.error}" for e in errors],
+            )
+            await self.publish(letter, dlq(NUDGE_READY), nudge.couple_id)
+            await self._failed(
+                nudge, partner_id, "max attempts reached", final=True, attempts=errors
+            )
+            log.error(
+                "nudge %s for %s dead-lettered after %d attempts",
+                nudge.occurrence_id,
+                partner_id,
+                attempt,
+            )
+            return _Result()
+        delay = retry_delay(
+            attempt,
+            base=self.settings.delivery_backoff_seconds,
+            cap=self.settings.delivery_backoff_max_seconds,
+            rng=self.rng,
+        )
+        await self._failed(
+            nudge,
+            partner_id,
+            errors[-1].error if errors else "failed",
+            final=False,
+            attempts=errors,
+        )
+        retry = job.model_copy(
+            update={
+                "partners": [partner_id],
+                "attempt": attempt + 1,
+                "from_channel": retry_from,
+                "errors": errors,
+                "reason": "retry",
+            }
+        )
+        return _Result(retry=retry, retry_due=self.clock() + timedelta(seconds=delay))
+
+    async def _failed(
+        self,
+        nudge: NudgeReady,
+        partner_id: str,
+        reason: str,
+        *,
+        final: bool,
+        attempts: list[DeliveryAttempt],
+    ) -> None:
+        event = NudgeFailed(
+            occurrence_id=nudge.occurrence_id,
+            couple_id=nudge.couple_id,
+            ritual_id=nudge.ritual_id,
+            partner_id=partner_id,
+            reason=reason,
+            final=final,
+            attempts=attempts,
+        )
+        await self.publish(event, NUDGE_FAILED, nudge.couple_id)

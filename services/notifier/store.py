@@ -1,0 +1,230 @@
+"""Redis state of the notifier: the idempotency ledger and the delay queue.
+
+Ledger, per (occurrence, partner):
+
+- ``sent`` -- set once the partner got the nudge (the NudgeDelivered JSON), kept for
+  :data:`SENT_TTL` (7 days, far beyond the retry horizon of minutes to hours). Its presence
+  means "never send this again".
+- ``lease`` -- a short in-flight lease (SET NX PX) taken before sending, so two replicas (or
+  a redelivered record racing a retry) never send the same thing at the same moment. It
+  outlives the longest possible attempt; released on failure; left to expire if we die.
+
+Both keys of a pair share a hash tag so the Lua scripts stay valid on Redis Cluster.
+
+Delay queue: a sorted set of job ids scored by due time (epoch ms) plus a hash id -> job.
+A job id is ``occurrence|partner[+partner]`` -- deterministic, so a duplicate record or a
+second replica cannot start a second retry chain for the same partner (enqueue is NX).
+:meth:`Store.claim` atomically takes due jobs and pushes their score to a lease deadline:
+a notifier killed mid-job loses nothing, the job simply comes due again when the lease
+ends. Finishing (:meth:`ack`) or rescheduling a job is conditional on still owning the
+claim token, so a slow replica cannot clobber one that took the job over.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from redis.asyncio import Redis
+
+from shared.events import DeliveryAttempt, NudgeReady
+from shared.redis import Keys
+
+SENT_TTL = 7 * 86400
+
+_CLAIM_SEND = """
+local sent = redis.call('GET', KEYS[1])
+if sent then return {'sent', sent} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'claimed', ''} end
+return {'busy', tostring(redis.call('PTTL', KEYS[2]))}
+"""
+
+_MARK_SENT = """
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: due zset, jobs hash, claims hash. ARGV: now_ms, lease_until_ms, limit, token.
+_CLAIM_JOBS = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, id in ipairs(ids) do
+  local job = redis.call('HGET', KEYS[2], id)
+  if job then
+    redis.call('ZADD', KEYS[1], ARGV[2], id)
+    redis.call('HSET', KEYS[3], id, ARGV[4])
+    table.insert(out, id)
+    table.insert(out, job)
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return out
+"""
+
+# KEYS: due, jobs. ARGV: id, score, job.
+_ENQUEUE_NX = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+return 1
+"""
+
+# KEYS: due, jobs, claims. ARGV: id, token.
+_ACK = """
+if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+return 1
+"""
+
+# KEYS: due, jobs, claims. ARGV: id, token, score, job.
+_RESCHEDULE = """
+if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+return 1
+"""
+
+
+class Job(BaseModel):
+    """Pending work: deliver ``nudge`` to ``partners`` (one, or several held together)."""
+
+    nudge: NudgeReady
+    partners: list[str]
+    attempt: int = Field(default=1, ge=1)
+    # Index in the partner's channel list to start from (a timeout retries the same one).
+    from_channel: int = 0
+    errors: list[DeliveryAttempt] = Field(default_factory=list)
+    # Where the nudge.ready record came from, for the dead letter.
+    partition: int | None = None
+    offset: int | None = None
+    reason: Literal["retry", "hold", "recheck"] = "retry"
+
+    @property
+    def id(self) -> str:
+        return job_id(self.nudge.occurrence_id, self.partners)
+
+
+def job_id(occurrence_id: str, partners: list[str]) -> str:
+    return f"{occurrence_id}|{'+'.join(sorted(partners))}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    state: Literal["claimed", "sent", "busy"]
+    token: str = ""
+    sent: str = ""  # the stored NudgeDelivered JSON when state == "sent"
+    busy_ms: int = 0  # how long the other holder's lease still runs
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    job: Job
+    token: str
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Store:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._due = keys("notifier", "due")
+        self._jobs = keys("notifier", "jobs")
+        self._claims = keys("notifier", "claims")
+        self._claim_send = redis.register_script(_CLAIM_SEND)
+        self._mark_sent = redis.register_script(_MARK_SENT)
+        self._release = redis.register_script(_RELEASE)
+        self._claim_jobs = redis.register_script(_CLAIM_JOBS)
+        self._enqueue_nx = redis.register_script(_ENQUEUE_NX)
+        self._ack = redis.register_script(_ACK)
+        self._reschedule = redis.register_script(_RESCHEDULE)
+
+    def _pair(self, occurrence_id: str, partner_id: str) -> tuple[str, str]:
+        tag = "{" + f"{occurrence_id}|{partner_id}" + "}"
+        return self.keys("notifier", "sent", tag), self.keys("notifier", "lease", tag)
+
+    # -- idempotency ---------------------------------------------------------------------
+    async def claim_send(self, occurrence_id: str, partner_id: str, lease_s: float) -> Claim:
+        """Take the in-flight lease for this partner's copy, unless it was already sent
+        (``sent``) or another sender holds it (``busy``)."""
+        token = uuid.uuid4().hex
+        state, detail = await self._claim_send(
+            keys=list(self._pair(occurrence_id, partner_id)),
+            args=[token, int(lease_s * 1000)],
+        )
+        if state == "sent":
+            return Claim("sent", sent=detail)
+        if state == "busy":
+            return Claim("busy", busy_ms=max(int(detail), 0))
+        return Claim("claimed", token=token)
+
+    async def mark_sent(self, occurrence_id: str, partner_id: str, token: str, event: str) -> None:
+        """Record the delivery (for :data:`SENT_TTL`) and drop our lease."""
+        await self._mark_sent(
+            keys=list(self._pair(occurrence_id, partner_id)), args=[token, event, SENT_TTL]
+        )
+
+    async def release(self, occurrence_id: str, partner_id: str, token: str) -> None:
+        await self._release(keys=[self._pair(occurrence_id, partner_id)[1]], args=[token])
+
+    async def sent(self, occurrence_id: str, partner_id: str) -> str | None:
+        return await self.redis.get(self._pair(occurrence_id, partner_id)[0])
+
+    # -- delay queue ---------------------------------------------------------------------
+    async def enqueue(self, job: Job, due_ms: int) -> bool:
+        """Add ``job`` due at ``due_ms`` unless a job with its id is already pending."""
+        added = await self._enqueue_nx(
+            keys=[self._due, self._jobs], args=[job.id, due_ms, job.model_dump_json()]
+        )
+        return bool(added)
+
+    async def claim(self, limit: int, lease_s: float) -> list[ClaimedJob]:
+        """Atomically take up to ``limit`` due jobs for ``lease_s`` seconds."""
+        now = now_ms()
+        token = uuid.uuid4().hex
+        flat = await self._claim_jobs(
+            keys=[self._due, self._jobs, self._claims],
+            args=[now, now + int(lease_s * 1000), limit, token],
+        )
+        return [
+            ClaimedJob(Job.model_validate_json(flat[i + 1]), token) for i in range(0, len(flat), 2)
+        ]
+
+    async def ack(self, claimed: ClaimedJob) -> bool:
+        """Remove a finished job (only if we still own its claim)."""
+        return bool(
+            await self._ack(
+                keys=[self._due, self._jobs, self._claims], args=[claimed.job.id, claimed.token]
+            )
+        )
+
+    async def reschedule(self, claimed: ClaimedJob, job: Job, due_ms: int) -> bool:
+        """Replace a claimed job by ``job`` (same id) due at ``due_ms``."""
+        return bool(
+            await self._reschedule(
+                keys=[self._due, self._jobs, self._claims],
+                args=[claimed.job.id, claimed.token, due_ms, job.model_dump_json()],
+            )
+        )
+
+    async def pending(self) -> int:
+        return int(await self.redis.zcard(self._due))
+
+    async def next_due_ms(self) -> int | None:
+        first = await self.redis.zrange(self._due, 0, 0, withscores=True)
+        return int(first[0][1]) if first else None

@@ -1,0 +1,222 @@
+"""Test support for the notifier: build couples and nudges by hand, run a notifier in
+process, and watch what it publishes. Used by the notifier's tests and benchmark; nothing
+here runs in production."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import BaseModel
+
+from shared.events import (
+    ChannelRef,
+    DeadLetter,
+    Message,
+    NudgeDelivered,
+    NudgeFailed,
+    NudgeReady,
+    PartnerInfo,
+    Prompt,
+    QuietHours,
+    Recipient,
+)
+from shared.ids import new_id
+from shared.kafka import ensure_topics, make_broker
+from shared.redis import Keys, make_redis
+from shared.secrets import SecretBox
+from shared.settings import Settings
+from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY, dlq
+from shared.vault import Vault
+
+from .worker import Notifier, build
+
+
+@dataclass
+class Partner:
+    id: str
+    # (channel id, kind, plain URL), in the partner's order of preference
+    channels: list[tuple[str, Literal["push", "sms", "email"], str]]
+    timezone: str = "UTC"
+    quiet_hours: QuietHours | None = None
+    name: str = "Sam"
+
+    def recipient(self) -> Recipient:
+        return Recipient(
+            id=self.id,
+            name=self.name,
+            timezone=self.timezone,
+            quiet_hours=self.quiet_hours,
+            channels=[
+                ChannelRef(id=cid, kind=kind, redacted=f"{kind}://***/{cid}")
+                for cid, kind, _ in self.channels
+            ],
+        )
+
+
+@dataclass
+class Couple:
+    id: str
+    partners: list[Partner]
+
+
+async def store_couple(settings: Settings, couple: Couple) -> None:
+    """Write the couple's channel URLs to the vault, as the scheduler would."""
+    redis = make_redis(settings)
+    try:
+        vault = Vault(redis, Keys(settings.redis_prefix), SecretBox(settings.secret_key or ""))
+        async with redis.pipeline(transaction=True) as pipe:
+            vault.store_channels(
+                pipe, couple.id, {cid: url for p in couple.partners for cid, _, url in p.channels}
+            )
+            await pipe.execute()
+    finally:
+        await redis.aclose()
+
+
+async def set_paused(settings: Settings, couple_id: str, paused: bool) -> None:
+    redis = make_redis(settings)
+    try:
+        vault = Vault(redis, Keys(settings.redis_prefix), SecretBox(settings.secret_key or ""))
+        async with redis.pipeline(transaction=True) as pipe:
+            vault.set_paused(pipe, couple_id, paused)
+            await pipe.execute()
+    finally:
+        await redis.aclose()
+
+
+def make_nudge(
+    couple: Couple,
+    *,
+    delivery: Literal["together", "local"] = "together",
+    policy: Literal["hold_both", "per_partner"] = "hold_both",
+    scheduled_for: datetime | None = None,
+    occurrence_id: str | None = None,
+    text: str | None = None,
+) -> NudgeReady:
+    when = scheduled_for or datetime.now(UTC)
+    occurrence = occurrence_id or f"{new_id('rit')}@{when:%Y%m%dT%H%M%S%fZ}"
+    body = text or f"Hug time ({occurrence})"
+    return NudgeReady(
+        occurrence_id=occurrence,
+        couple_id=couple.id,
+        couple_name="Sam & Alex",
+        ritual_id="rit_test",
+        kind="hug",
+        title="Hug",
+        delivery=delivery,
+        scheduled_for=when,
+        wall_time=when.replace(tzinfo=None),
+        ordinal=0,
+        partners=[PartnerInfo(id=p.id, name=p.name, timezone=p.timezone) for p in couple.partners],
+        recipients=[p.recipient() for p in couple.partners],
+        quiet_hours_policy=policy,
+        prompt=Prompt(deck="hugs", prompt_id="hug-1", text="Hug for 20 seconds"),
+        messages=[
+            Message(partner_id=p.id, title="Hug", body=body, long_body=body + " (long)")
+            for p in couple.partners
+        ],
+    )
+
+
+async def publish_nudges(settings: Settings, *nudges: NudgeReady) -> None:
+    broker = make_broker(settings, service="test")
+    await broker.connect()
+    try:
+        for nudge in nudges:
+            await broker.publish(nudge, NUDGE_READY, key=nudge.couple_id.encode())
+    finally:
+        await broker.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_notifier(settings: Settings) -> AsyncIterator[Notifier]:
+    """A notifier (consumer + drain task) running in this event loop."""
+    await ensure_topics(settings)
+    notifier = build(settings)
+    await notifier.app.start()
+    await notifier.wait_assigned()
+    try:
+        yield notifier
+    finally:
+        await notifier.app.stop()
+
+
+@dataclass
+class Outcomes:
+    """Everything the notifier publishes, collected as it arrives."""
+
+    delivered: list[NudgeDelivered] = field(default_factory=list)
+    failed: list[NudgeFailed] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+    async def wait_for(self, predicate: Callable[[Outcomes], bool], within: float = 45) -> None:
+        deadline = asyncio.get_running_loop().time() + within
+        while not predicate(self):
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"outcome condition not met: {self!r}")
+            await asyncio.sleep(0.05)
+
+    def delivered_to(self, partner_id: str) -> list[NudgeDelivered]:
+        return [d for d in self.delivered if d.partner_id == partner_id]
+
+
+_MODELS: dict[str, type[BaseModel]] = {
+    NUDGE_DELIVERED: NudgeDelivered,
+    NUDGE_FAILED: NudgeFailed,
+    dlq(NUDGE_READY): DeadLetter,
+}
+
+
+@contextlib.asynccontextmanager
+async def watching(settings: Settings) -> AsyncIterator[Outcomes]:
+    """Collect nudge.delivered / nudge.failed / nudge.ready.dlq from the beginning."""
+    await ensure_topics(settings)
+    outcomes = Outcomes()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    tps = [
+        TopicPartition(t, p)
+        for t in _MODELS
+        for p in sorted(consumer.partitions_for_topic(t) or await _partitions(consumer, t))
+    ]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+
+    async def pump() -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=200)
+            for tp, records in batches.items():
+                model = _MODELS[tp.topic]
+                for r in records:
+                    event = model.model_validate_json(r.value or b"")
+                    if isinstance(event, NudgeDelivered):
+                        outcomes.delivered.append(event)
+                    elif isinstance(event, NudgeFailed):
+                        outcomes.failed.append(event)
+                    elif isinstance(event, DeadLetter):
+                        outcomes.dead.append(event)
+
+    task = asyncio.create_task(pump())
+    try:
+        yield outcomes
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer.topics()
+    return consumer.partitions_for_topic(topic) or set()
