@@ -1,0 +1,202 @@
+"""The firing loop every scheduler replica runs: claim due tracks, decide, commit, publish.
+
+All replicas are active; they share the work through the leases in
+:mod:`services.scheduler.store`, so there is no leader to elect and nothing to fail over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from faststream.kafka import KafkaBroker
+
+from services.scheduler import metrics, rituals
+from services.scheduler.store import Outgoing, SchedulerStore, TrackCommit
+from shared.events import RitualDue, RitualMissed
+from shared.settings import Settings
+from shared.topics import RITUAL_DUE, RITUAL_MISSED
+
+log = logging.getLogger("tandem.scheduler.firing")
+
+OUTBOX_BATCH = 2000
+
+
+def outgoing_due(event: RitualDue) -> Outgoing:
+    return Outgoing(event.occurrence_id, RITUAL_DUE, event.couple_id, event.model_dump_json())
+
+
+class Firer:
+    def __init__(
+        self,
+        store: SchedulerStore,
+        broker: KafkaBroker,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.settings = settings
+        self.clock = clock
+        self._outbox_ready = asyncio.Event()
+
+    # -- one step each ------------------------------------------------------------------
+    async def fire_due(self) -> int:
+        """Claim one batch of due tracks, write their events to the outbox and advance them.
+        Returns how many tracks were claimed."""
+        now = self.clock()
+        claimed = await self.store.claim(
+            now, now + self.settings.scheduler_lease_seconds, self.settings.scheduler_batch
+        )
+        if not claimed:
+            return 0
+        ritual_map = await self.store.get_rituals(t.split("/", 1)[0] for t, _ in claimed)
+        couples = await self.store.get_couples(r.couple_id for r in ritual_map.values())
+        now_dt = datetime.fromtimestamp(now, UTC)
+        commits = []
+        for track_id, due_raw in claimed:
+            ritual = ritual_map.get(track_id.split("/", 1)[0])
+            couple = couples.get(ritual.couple_id) if ritual else None
+            try:
+                commits.append(self._decide(track_id, due_raw, couple, ritual, now_dt))
+            except Exception:
+                # Leave it leased: it is retried when the lease runs out, and logged loudly
+                # meanwhile, rather than silently dropped from the schedule.
+                log.exception("cannot fire track %s", track_id)
+        committed = await self.store.commit(now, commits)
+        metrics.TAKEN_OVER.inc(len(commits) - committed)
+        self._outbox_ready.set()
+        return len(claimed)
+
+    def _decide(
+        self,
+        track_id: str,
+        due_raw: str,
+        couple: rituals.Couple | None,
+        ritual: rituals.Ritual | None,
+        now: datetime,
+    ) -> TrackCommit:
+        if couple is None or ritual is None or couple.paused:
+            return TrackCommit(track_id, due_raw, None, ())
+        track = next((t for t in rituals.tracks(couple, ritual) if t.id == track_id), None)
+        if track is None:  # delivery mode changed since this track was scheduled
+            return TrackCommit(track_id, due_raw, None, ())
+        s = self.settings
+        window = rituals.grace(
+            couple,
+            ritual,
+            fraction=s.grace_fraction,
+            minimum=s.grace_min_seconds,
+            maximum=s.grace_max_seconds,
+        )
+        due_at = datetime.fromtimestamp(float(due_raw), UTC)
+        firing = rituals.fire(couple, ritual, track, due_at, now, window)
+        events = []
+        if firing.due is not None:
+            events.append(outgoing_due(firing.due))
+        if firing.missed:
+            missed = RitualMissed(
+                couple_id=couple.id,
+                ritual_id=ritual.id,
+                occurrence_ids=[rituals.occurrence_of(track, m.instant) for m in firing.missed[-100:]],
+                scheduled_for=[m.instant for m in firing.missed[-100:]],
+                count=len(firing.missed),
+            )
+            events.append(Outgoing(missed.event_id, RITUAL_MISSED, couple.id, missed.model_dump_json()))
+            metrics.MISSED.inc(len(firing.missed))
+            log.warning(
+                "ritual %s missed %d occurrence(s) older than its %s grace window",
+                ritual.id, len(firing.missed), window,
+            )
+        next_due = firing.next_instant.timestamp() if firing.next_instant else None
+        return TrackCommit(track_id, due_raw, next_due, events)
+
+    async def publish_outbox(self) -> int:
+        """Send one batch of outbox records to Kafka; delete each only after Kafka
+        acknowledged it. Returns how many were acknowledged."""
+        now = self.clock()
+        entries = await self.store.lease_outbox(
+            now, now + self.settings.scheduler_lease_seconds, OUTBOX_BATCH
+        )
+        if not entries:
+            return 0
+        # Pipelined: hand every record to the producer, then wait for all the acks.
+        futures = [
+            await self.broker.publish(
+                e.value.encode(),
+                e.topic,
+                key=e.key.encode(),
+                headers={"content-type": "application/json"},
+                no_confirm=True,
+            )
+            for e in entries
+        ]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        acked = [e for e, r in zip(entries, results, strict=True) if not isinstance(r, BaseException)]
+        await self.store.ack_outbox([e.id for e in acked])
+        if len(acked) < len(entries):
+            error = next(r for r in results if isinstance(r, BaseException))
+            log.warning("%d record(s) not acknowledged, retried later: %r", len(entries) - len(acked), error)
+        done = time.time()
+        for e in acked:
+            if e.topic == RITUAL_DUE:
+                record = json.loads(e.value)
+                metrics.FIRED.labels(record.get("trigger", "schedule")).inc()
+                scheduled = datetime.fromisoformat(record["scheduled_for"]).timestamp()
+                metrics.LATENESS.observe(max(0.0, done - scheduled))
+        return len(acked)
+
+    # -- loops --------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fire and publish until ``stop`` is set."""
+        await asyncio.gather(self._fire_loop(stop), self._publish_loop(stop))
+
+    async def _fire_loop(self, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            try:
+                claimed = await self.fire_due()
+                failures = 0
+                if claimed >= self.settings.scheduler_batch:
+                    continue  # a herd is due: keep draining without pausing
+                pause = await self._until_next_due()
+            except Exception:
+                failures += 1
+                pause = min(10.0, 0.2 * 2**failures)
+                log.exception("firing failed; retrying in %.1fs", pause)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), pause)
+
+    async def _until_next_due(self) -> float:
+        # Wake exactly when the earliest track is due (rituals cluster on the top of the
+        # minute), but at least every tick so new or leased-out tracks are noticed.
+        head = await self.store.next_visible()
+        tick = self.settings.scheduler_tick_seconds
+        return tick if head is None else max(0.0, min(tick, head - self.clock()))
+
+    async def _publish_loop(self, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            try:
+                sent = await self.publish_outbox()
+                failures = 0
+                if sent >= OUTBOX_BATCH:
+                    continue
+                pause = self.settings.scheduler_tick_seconds
+            except Exception:
+                failures += 1
+                log.exception("publishing failed; retrying in %.1fs", min(10.0, 0.2 * 2**failures))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), min(10.0, 0.2 * 2**failures))
+                continue
+            self._outbox_ready.clear()
+            # Sleep a tick, or less if this replica just committed new events.
+            waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._outbox_ready.wait())}
+            await asyncio.wait(waits, timeout=pause, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()

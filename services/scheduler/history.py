@@ -1,0 +1,108 @@
+"""The couple's nudge history, built from the events the other services publish.
+
+Each occurrence is one Redis hash (fields are independent, so events may arrive in any order
+and be replayed without read-modify-write); a per-couple sorted set orders them by
+scheduled instant and is trimmed to the newest ``KEEP``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from redis.asyncio import Redis
+
+from shared.events import NudgeDelivered, NudgeFailed, NudgeReady
+from shared.redis import Keys
+
+KEEP = 500
+TTL_SECONDS = 90 * 86400
+
+
+class History:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.k = keys
+
+    def _index(self, couple_id: str) -> str:
+        return self.k("sched", "nudges", couple_id)
+
+    def _entry(self, couple_id: str, occurrence_id: str) -> str:
+        return self.k("sched", "nudge", couple_id, occurrence_id)
+
+    async def _write(self, couple_id: str, occurrence_id: str, fields: dict[str, str],
+                     scheduled: float | None = None) -> None:
+        entry = self._entry(couple_id, occurrence_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(entry, mapping=fields)
+            pipe.expire(entry, TTL_SECONDS)
+            if scheduled is not None:
+                pipe.zadd(self._index(couple_id), {occurrence_id: scheduled})
+                pipe.zremrangebyrank(self._index(couple_id), 0, -KEEP - 1)
+            await pipe.execute()
+
+    async def record_ready(self, event: NudgeReady) -> None:
+        summary = {
+            "occurrence_id": event.occurrence_id,
+            "ritual_id": event.ritual_id,
+            "kind": event.kind,
+            "title": event.title,
+            "delivery": event.delivery,
+            "scheduled_for": event.scheduled_for.isoformat(),
+            "planner": event.planner,
+            "trigger": event.trigger,
+            "prompt": event.prompt.model_dump(),
+        }
+        fields = {"ready": json.dumps(summary)}
+        for m in event.messages:
+            fields[f"msg:{m.partner_id}"] = json.dumps({"title": m.title, "body": m.body})
+        await self._write(event.couple_id, event.occurrence_id, fields, event.scheduled_for.timestamp())
+
+    async def record_delivered(self, event: NudgeDelivered) -> None:
+        status = {
+            "status": "delivered",
+            "channel_id": event.channel_id,
+            "channel_kind": event.channel_kind,
+            "channel": event.channel,
+            "attempt": event.attempt,
+            "delivered_at": event.delivered_at.isoformat(),
+            "latency_ms": event.latency_ms,
+        }
+        await self._write(event.couple_id, event.occurrence_id,
+                          {f"status:{event.partner_id}": json.dumps(status)})
+
+    async def record_failed(self, event: NudgeFailed) -> None:
+        entry = self._entry(event.couple_id, event.occurrence_id)
+        current = await self.redis.hget(entry, f"status:{event.partner_id}")
+        if current and json.loads(current).get("status") == "delivered":
+            return  # a late failure report never hides a delivery
+        status = {
+            "status": "failed" if event.final else "retrying",
+            "reason": event.reason,
+            "attempts": len(event.attempts),
+        }
+        await self._write(event.couple_id, event.occurrence_id,
+                          {f"status:{event.partner_id}": json.dumps(status)})
+
+    async def recent(self, couple_id: str, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` occurrences, newest first, with per-partner prompt and status."""
+        ids = await self.redis.zrevrange(self._index(couple_id), 0, limit - 1)
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for occurrence in ids:
+                pipe.hgetall(self._entry(couple_id, occurrence))
+            entries = await pipe.execute()
+        out = []
+        for fields in entries:
+            if "ready" not in fields:
+                continue
+            item = json.loads(fields["ready"])
+            partners: dict[str, dict[str, Any]] = {}
+            for name, value in fields.items():
+                kind, _, partner = name.partition(":")
+                if kind in ("msg", "status"):
+                    partners.setdefault(partner, {"status": "pending"}).update(json.loads(value))
+            item["partners"] = partners
+            out.append(item)
+        return out

@@ -1,0 +1,254 @@
+"""The scheduler's domain: couples, partners, rituals, and what a ritual's firing says.
+
+Pure Python, no I/O. A ritual fires on one or more *tracks*: a "together" ritual has one
+track (one instant for both partners, evaluated in the schedule's zone); a "local" ritual
+has a track per partner (the same wall-clock time in each partner's own zone). A track's
+firings are the slots of :mod:`services.scheduler.recurrence`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from services.scheduler import recurrence
+from shared.events import (
+    ChannelKind,
+    ChannelRef,
+    Delivery,
+    PartnerInfo,
+    QuietHours,
+    Recipient,
+    RitualDue,
+    RitualKind,
+)
+from shared.ids import occurrence_id
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Channel(Model):
+    id: str
+    kind: ChannelKind
+    redacted: str  # the URL with secrets masked; the real one lives encrypted in the vault
+
+
+class Partner(Model):
+    id: str
+    name: str
+    timezone: str
+    channels: list[Channel]
+    quiet_hours: QuietHours | None = None
+
+    def recipient(self) -> Recipient:
+        return Recipient(
+            id=self.id,
+            name=self.name,
+            timezone=self.timezone,
+            channels=[ChannelRef(id=c.id, kind=c.kind, redacted=c.redacted) for c in self.channels],
+            quiet_hours=self.quiet_hours,
+        )
+
+
+class Couple(Model):
+    id: str
+    name: str
+    partners: list[Partner] = Field(min_length=2, max_length=2)
+    paused: bool = False
+    transition_mode: bool = False
+    created_at: AwareDatetime
+
+    def partner(self, partner_id: str) -> Partner | None:
+        return next((p for p in self.partners if p.id == partner_id), None)
+
+
+class ScheduleSpec(Model):
+    """A ritual's schedule as stored: the local rule, never precomputed instants."""
+
+    rrule: str | None = None
+    timezone: str | None = None  # None: the first partner's zone
+    start: datetime | None = None  # naive local wall-clock DTSTART
+    at: AwareDatetime | None = None  # a one-off instead of a rule
+    exdates: list[datetime] = Field(default_factory=list)
+    grace_seconds: float | None = None  # overrides the cadence-derived catch-up window
+
+
+class Ritual(Model):
+    id: str
+    couple_id: str
+    kind: RitualKind
+    title: str
+    schedule: ScheduleSpec
+    delivery: Delivery = "together"
+    rotation: Literal["alternate"] | None = None
+    deck: str | None = None
+    quiet_hours_policy: Literal["hold_both", "per_partner"] = "hold_both"
+    created_at: AwareDatetime
+
+
+@dataclass(frozen=True)
+class KindDefaults:
+    title: str
+    rrule: str
+    rotation: Literal["alternate"] | None = None
+
+
+# What a ritual kind means when a couple names only the kind: the seed's rituals.
+KIND_DEFAULTS: dict[str, KindDefaults] = {
+    "morning_kiss": KindDefaults("Six-second kiss", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=7;BYMINUTE=30"),
+    "evening_checkin": KindDefaults("Evening check-in", "FREQ=DAILY;BYHOUR=21;BYMINUTE=0"),
+    "hug": KindDefaults("20-second hug", "FREQ=DAILY;BYHOUR=18;BYMINUTE=30"),
+    "date_night": KindDefaults("Date night", "FREQ=WEEKLY;BYDAY=FR;BYHOUR=17;BYMINUTE=0", "alternate"),
+    "phone_stack": KindDefaults("Phones down for dinner", "FREQ=DAILY;BYHOUR=19;BYMINUTE=0"),
+    "weekly_questions": KindDefaults("Weekly questions", "FREQ=WEEKLY;BYDAY=SU;BYHOUR=19;BYMINUTE=0"),
+    "relationship_checkin": KindDefaults(
+        "Quarterly relationship check-in", "FREQ=MONTHLY;INTERVAL=3;BYDAY=1SU;BYHOUR=10;BYMINUTE=0"
+    ),
+    "custom": KindDefaults("Our ritual", "FREQ=DAILY;BYHOUR=20;BYMINUTE=0"),
+}
+
+
+@dataclass(frozen=True)
+class Track:
+    """One stream of firings of a ritual: the whole couple, or one partner in "local" mode."""
+
+    id: str
+    ritual_id: str
+    zone: str
+    partner_id: str | None  # None: "together"
+
+
+def schedule_zone(couple: Couple, ritual: Ritual) -> str:
+    return ritual.schedule.timezone or couple.partners[0].timezone
+
+
+def tracks(couple: Couple, ritual: Ritual) -> list[Track]:
+    """The tracks a ritual fires on (see the module docstring)."""
+    if ritual.delivery == "together":
+        return [Track(ritual.id, ritual.id, schedule_zone(couple, ritual), None)]
+    return [Track(f"{ritual.id}/{p.id}", ritual.id, p.timezone, p.id) for p in couple.partners]
+
+
+def schedule_of(couple: Couple, ritual: Ritual) -> recurrence.Schedule:
+    spec = ritual.schedule
+    return recurrence.Schedule(
+        timezone=schedule_zone(couple, ritual),
+        rrule=spec.rrule,
+        start=spec.start,
+        at=spec.at,
+        exdates=tuple(spec.exdates),
+    )
+
+
+def next_slot(couple: Couple, ritual: Ritual, track: Track, after: datetime) -> recurrence.Slot | None:
+    """The track's first firing strictly after ``after``, or None when the rule has ended."""
+    found = recurrence.slots_after(schedule_of(couple, ritual), track.zone, after, 1)
+    return found[0] if found else None
+
+
+def grace(
+    couple: Couple, ritual: Ritual, *, fraction: float, minimum: float, maximum: float
+) -> timedelta:
+    """How late a firing may still be sent: a fraction of the ritual's cadence, so a daily
+    ritual tolerates about 2 h and a quarterly one about a week (configurable)."""
+    if ritual.schedule.grace_seconds is not None:
+        return timedelta(seconds=ritual.schedule.grace_seconds)
+    cadence = recurrence.cadence(schedule_of(couple, ritual))
+    seconds = cadence.total_seconds() * fraction
+    return timedelta(seconds=min(max(seconds, minimum), maximum))
+
+
+def planner(couple: Couple, ritual: Ritual, ordinal: int) -> str | None:
+    """Whose turn it is: derived from the occurrence's position in the rule, never from a
+    stored toggle, so a replayed or duplicated occurrence cannot flip the turn twice."""
+    if ritual.rotation != "alternate":
+        return None
+    return couple.partners[ordinal % 2].id
+
+
+def occurrence_of(track: Track, instant: datetime) -> str:
+    return occurrence_id(track.ritual_id, instant, track.partner_id)
+
+
+def ritual_due(
+    couple: Couple,
+    ritual: Ritual,
+    track: Track,
+    slot: recurrence.Slot,
+    *,
+    catch_up: bool = False,
+    trigger: Literal["schedule", "manual"] = "schedule",
+) -> RitualDue:
+    """The ``ritual.due`` event for one firing of ``track``."""
+    recipients = [
+        p.recipient()
+        for p in couple.partners
+        if track.partner_id is None or p.id == track.partner_id
+    ]
+    return RitualDue(
+        occurrence_id=occurrence_of(track, slot.instant),
+        couple_id=couple.id,
+        couple_name=couple.name,
+        ritual_id=ritual.id,
+        kind=ritual.kind,
+        title=ritual.title,
+        deck=ritual.deck,
+        delivery=ritual.delivery,
+        scheduled_for=slot.instant,
+        wall_time=slot.wall_time,
+        ordinal=slot.ordinal,
+        partners=[PartnerInfo(id=p.id, name=p.name, timezone=p.timezone) for p in couple.partners],
+        recipients=recipients,
+        planner=planner(couple, ritual, slot.ordinal),
+        transition_mode=couple.transition_mode,
+        quiet_hours_policy=ritual.quiet_hours_policy,
+        catch_up=catch_up,
+        trigger=trigger,
+    )
+
+
+@dataclass(frozen=True)
+class Firing:
+    """What a claimed track does now: at most one event to send, the stale firings to
+    report as missed, and when the track fires next (None: never again)."""
+
+    due: RitualDue | None
+    missed: list[recurrence.Slot]
+    next_instant: datetime | None
+
+
+def fire(
+    couple: Couple, ritual: Ritual, track: Track, due_at: datetime, now: datetime, grace_window: timedelta
+) -> Firing:
+    """Decide what a track that was due at ``due_at`` does at ``now``.
+
+    Every slot from ``due_at`` up to ``now`` is owed. Slots older than the grace window are
+    reported as missed; of the rest only the latest fires (at most one catch-up, never a
+    burst of stale nudges). The next firing is the first slot after ``now``, so a scheduler
+    that was down resumes from the present.
+    """
+    schedule = schedule_of(couple, ritual)
+    owed = recurrence.slots_between(schedule, track.zone, due_at - timedelta(microseconds=1), now)
+    fresh = [s for s in owed if now - s.instant <= grace_window]
+    missed = [s for s in owed if now - s.instant > grace_window]
+    event = None
+    if fresh:
+        slot = fresh[-1]
+        event = ritual_due(couple, ritual, track, slot, catch_up=len(owed) > 1 or bool(missed))
+    following = recurrence.slots_after(schedule, track.zone, max(now, due_at), 1)
+    return Firing(event, missed, following[0].instant if following else None)
+
+
+def manual_slot(couple: Couple, ritual: Ritual, track: Track, now: datetime) -> recurrence.Slot:
+    """The slot of a "send me a test nudge now": this second, with the ordinal (and so the
+    planner) of the track's next real firing."""
+    instant = now.astimezone(UTC).replace(microsecond=0)
+    upcoming = next_slot(couple, ritual, track, now)
+    wall = instant.astimezone(ZoneInfo(track.zone)).replace(tzinfo=None)
+    return recurrence.Slot(instant=instant, wall_time=wall, ordinal=upcoming.ordinal if upcoming else 0)

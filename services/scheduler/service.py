@@ -1,0 +1,134 @@
+"""The scheduler process: HTTP API, firing loop, outbox publisher and history consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import uvicorn
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from redis.asyncio import Redis
+
+from services.scheduler.api import create_app
+from services.scheduler.firing import Firer
+from services.scheduler.history import History
+from services.scheduler.store import SchedulerStore
+from shared.events import NudgeDelivered, NudgeFailed, NudgeReady
+from shared.kafka import decode, ensure_topics, guarded, make_broker
+from shared.redis import Keys, make_redis
+from shared.secrets import SecretBox
+from shared.settings import Settings
+from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY
+from shared.vault import Vault
+
+log = logging.getLogger("tandem.scheduler")
+SERVICE = "scheduler"
+
+
+def subscribe_history(broker: KafkaBroker, history: History) -> None:
+    """Feed the couple's nudge history from the content and notifier events."""
+    group = "scheduler-history"
+    policy = AckPolicy.NACK_ON_ERROR
+
+    @broker.subscriber(NUDGE_READY, group_id=group, ack_policy=policy, auto_offset_reset="earliest")
+    @guarded(broker, service=SERVICE)
+    async def on_ready(message: KafkaMessage) -> None:
+        await history.record_ready(decode(NudgeReady, message))
+
+    @broker.subscriber(NUDGE_DELIVERED, group_id=group, ack_policy=policy, auto_offset_reset="earliest")
+    @guarded(broker, service=SERVICE)
+    async def on_delivered(message: KafkaMessage) -> None:
+        await history.record_delivered(decode(NudgeDelivered, message))
+
+    @broker.subscriber(NUDGE_FAILED, group_id=group, ack_policy=policy, auto_offset_reset="earliest")
+    @guarded(broker, service=SERVICE)
+    async def on_failed(message: KafkaMessage) -> None:
+        await history.record_failed(decode(NudgeFailed, message))
+
+
+async def redis_config_report(redis: Redis) -> dict[str, Any]:
+    """What the scheduler needs from Redis: no eviction (an evicted schedule entry is a
+    ritual that silently stops) and persistence (AOF), so a restart loses nothing."""
+    config = await redis.config_get("maxmemory-policy")
+    aof = await redis.config_get("appendonly")
+    policy = config.get("maxmemory-policy")
+    appendonly = aof.get("appendonly")
+    problems = []
+    if policy != "noeviction":
+        problems.append(f"maxmemory-policy is {policy!r}; rituals may be evicted (want 'noeviction')")
+    if appendonly != "yes":
+        problems.append("appendonly is off; a Redis restart loses schedules (want 'appendonly yes')")
+    return {"maxmemory_policy": policy, "appendonly": appendonly, "problems": problems}
+
+
+class Scheduler:
+    """One scheduler replica. ``start``/``stop`` for tests; ``run`` for the process."""
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.secret_key:
+            raise ValueError("TANDEM_SECRET_KEY must be set (make one with `tandem keygen`)")
+        self.settings = settings
+        self.redis = make_redis(settings)
+        keys = Keys(settings.redis_prefix)
+        self.store = SchedulerStore(self.redis, keys, Vault(self.redis, keys, SecretBox(settings.secret_key)))
+        self.history = History(self.redis, keys)
+        self.broker = make_broker(settings, service=SERVICE)
+        subscribe_history(self.broker, self.history)
+        self.firer = Firer(self.store, self.broker, settings)
+        self.app = create_app(
+            settings,
+            self.store,
+            self.history,
+            on_enqueue=self.firer._outbox_ready.set,
+            readiness=self.readiness,
+        )
+        self._stop = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self.redis_problems: list[str] = []
+
+    async def readiness(self) -> dict[str, Any]:
+        report: dict[str, Any] = {"service": SERVICE}
+        try:
+            await self.redis.ping()
+            report["redis"] = await redis_config_report(self.redis)
+            report["backlog"] = await self.store.backlog()
+        except Exception as exc:  # readiness reports, it does not raise
+            report["redis"] = {"error": str(exc)}
+        report["kafka"] = {"connected": await self.broker.ping(timeout=2)}
+        report["ready"] = "error" not in report["redis"] and report["kafka"]["connected"]
+        return report
+
+    async def start(self) -> None:
+        report = await redis_config_report(self.redis)
+        self.redis_problems = report["problems"]
+        for problem in self.redis_problems:
+            log.warning("redis configuration: %s", problem)
+        await ensure_topics(self.settings)
+        await self.broker.start()
+        self._stop.clear()
+        self._loop_task = asyncio.create_task(self.firer.run(self._stop))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._loop_task:
+            await self._loop_task
+        await self.broker.stop()
+        await self.redis.aclose()
+
+    async def run(self) -> None:
+        """Serve the API and fire until SIGINT/SIGTERM (uvicorn handles the signals)."""
+        await self.start()
+        config = uvicorn.Config(
+            self.app,
+            host=self.settings.api_host,
+            port=self.settings.api_port,
+            log_level="warning",
+            access_log=False,
+        )
+        try:
+            await uvicorn.Server(config).serve()
+        finally:
+            await self.stop()

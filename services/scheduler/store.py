@@ -1,0 +1,330 @@
+"""The scheduler's Redis adapter: couples, rituals, the schedule and the outbox.
+
+The schedule is two structures per deployment:
+
+- ``due`` (hash): track id -> the epoch second it is next due. The truth.
+- ``queue`` (sorted set): track id -> the epoch second it becomes *visible* to claimers.
+  Normally equal to ``due``; while a replica works on a track it is pushed to the end of
+  that replica's lease, so no other replica takes it, and if the replica dies the track
+  simply becomes visible again when the lease runs out.
+
+A replica claims a batch of visible tracks in one Lua call, computes their firings in
+Python (the RRULE maths cannot live in Lua), then commits the whole batch in a second Lua
+call that, per track, writes the due events to the outbox and advances ``due`` -- but only
+if ``due`` still holds the value it claimed. That fence makes a slow replica whose lease ran
+out harmless: whoever commits first advances the track; the other's commit is a no-op. The
+events themselves have deterministic ids, so even a double publish is deduplicated
+downstream.
+
+The outbox uses the same visibility trick: a publisher leases entries, sends them to Kafka,
+and deletes them only once Kafka acknowledged every one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from services.scheduler.rituals import Couple, Ritual
+from shared.redis import Keys
+from shared.vault import Vault
+
+_CLAIM = """
+-- KEYS: queue, due   ARGV: now, lease_until, batch
+local tracks = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+local out = {}
+for _, track in ipairs(tracks) do
+  local due = redis.call('HGET', KEYS[2], track)
+  if due then
+    redis.call('ZADD', KEYS[1], ARGV[2], track)
+    out[#out + 1] = track
+    out[#out + 1] = due
+  else
+    redis.call('ZREM', KEYS[1], track)
+  end
+end
+return out
+"""
+
+_COMMIT = """
+-- KEYS: queue, due, outbox, outbox payloads
+-- ARGV: now, then per track: track, claimed_due, next_due ('' = never), n, n x (id, payload)
+local now = ARGV[1]
+local i = 2
+local committed = 0
+while i <= #ARGV do
+  local track, claimed, nxt, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local fresh = redis.call('HGET', KEYS[2], track) == claimed
+  i = i + 4
+  for _ = 1, n do
+    if fresh and redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i + 1]) == 1 then
+      redis.call('ZADD', KEYS[3], now, ARGV[i])
+    end
+    i = i + 2
+  end
+  if fresh then
+    committed = committed + 1
+    if nxt == '' then
+      redis.call('HDEL', KEYS[2], track)
+      redis.call('ZREM', KEYS[1], track)
+    else
+      redis.call('HSET', KEYS[2], track, nxt)
+      redis.call('ZADD', KEYS[1], nxt, track)
+    end
+  end
+end
+return committed
+"""
+
+_LEASE = """
+-- KEYS: zset   ARGV: now, lease_until, limit
+local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+for _, item in ipairs(items) do
+  redis.call('ZADD', KEYS[1], ARGV[2], item)
+end
+return items
+"""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A record waiting in the outbox: its id (for dedupe), topic, key and JSON value."""
+
+    id: str
+    topic: str
+    key: str
+    value: str
+
+    def encode(self) -> str:
+        return json.dumps({"topic": self.topic, "key": self.key, "value": self.value})
+
+    @classmethod
+    def decode(cls, member: str, raw: str) -> Outgoing:
+        data = json.loads(raw)
+        return cls(member, data["topic"], data["key"], data["value"])
+
+
+@dataclass(frozen=True)
+class TrackCommit:
+    track: str
+    claimed_due: str  # exactly as claimed, for the fence
+    next_due: float | None
+    events: Sequence[Outgoing]
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _score(value: float) -> str:
+    # repr keeps full precision, so the fence compares what was written
+    return repr(float(value))
+
+
+class SchedulerStore:
+    def __init__(self, redis: Redis, keys: Keys, vault: Vault) -> None:
+        self.redis = redis
+        self.k = keys
+        self.vault = vault
+        self._claim = redis.register_script(_CLAIM)
+        self._commit = redis.register_script(_COMMIT)
+        self._lease = redis.register_script(_LEASE)
+
+    # -- keys ---------------------------------------------------------------------------
+    def _couple(self, couple_id: str) -> str:
+        return self.k("sched", "couple", couple_id)
+
+    def _couple_rituals(self, couple_id: str) -> str:
+        return self.k("sched", "couple", couple_id, "rituals")
+
+    def _couple_token(self, couple_id: str) -> str:
+        return self.k("sched", "couple", couple_id, "token")
+
+    def _token(self, digest: str) -> str:
+        return self.k("sched", "token", digest)
+
+    def _ritual(self, ritual_id: str) -> str:
+        return self.k("sched", "ritual", ritual_id)
+
+    @property
+    def _due(self) -> str:
+        return self.k("sched", "due")
+
+    @property
+    def _queue(self) -> str:
+        return self.k("sched", "queue")
+
+    @property
+    def _outbox(self) -> str:
+        return self.k("sched", "outbox")
+
+    @property
+    def _outbox_payloads(self) -> str:
+        return self.k("sched", "outbox", "payloads")
+
+    # -- couples ------------------------------------------------------------------------
+    async def create_couple(self, couple: Couple, token: str, channel_urls: dict[str, str]) -> None:
+        digest = token_hash(token)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._couple(couple.id), couple.model_dump_json())
+            pipe.set(self._token(digest), couple.id)
+            pipe.set(self._couple_token(couple.id), digest)
+            self.vault.store_channels(pipe, couple.id, channel_urls)
+            self.vault.set_paused(pipe, couple.id, couple.paused)
+            await pipe.execute()
+
+    async def save_couple(self, couple: Couple) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._couple(couple.id), couple.model_dump_json())
+            self.vault.set_paused(pipe, couple.id, couple.paused)
+            await pipe.execute()
+
+    async def get_couple(self, couple_id: str) -> Couple | None:
+        raw = await self.redis.get(self._couple(couple_id))
+        return Couple.model_validate_json(raw) if raw else None
+
+    async def get_couples(self, couple_ids: Iterable[str]) -> dict[str, Couple]:
+        ids = list(dict.fromkeys(couple_ids))
+        if not ids:
+            return {}
+        raws = await self.redis.mget([self._couple(c) for c in ids])
+        return {c: Couple.model_validate_json(r) for c, r in zip(ids, raws, strict=True) if r}
+
+    async def couple_for_token(self, token: str) -> str | None:
+        found: str | None = await self.redis.get(self._token(token_hash(token)))
+        return found
+
+    async def delete_couple(self, couple: Couple, rituals: list[Ritual], tracks: list[str]) -> None:
+        digest = await self.redis.get(self._couple_token(couple.id))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._couple(couple.id), self._couple_rituals(couple.id))
+            pipe.delete(self._couple_token(couple.id))
+            if digest:
+                pipe.delete(self._token(digest))
+            for ritual in rituals:
+                pipe.delete(self._ritual(ritual.id))
+            self._unschedule(pipe, tracks)
+            self.vault.forget(pipe, couple.id)
+            await pipe.execute()
+
+    # -- rituals ------------------------------------------------------------------------
+    async def save_ritual(
+        self, ritual: Ritual, schedule: dict[str, float | None], unschedule: Sequence[str] = ()
+    ) -> None:
+        """Store ``ritual`` and (re)schedule its tracks: track id -> next due epoch (None:
+        nothing left to fire); ``unschedule`` lists tracks that no longer exist."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._ritual(ritual.id), ritual.model_dump_json())
+            pipe.sadd(self._couple_rituals(ritual.couple_id), ritual.id)
+            self._unschedule(pipe, unschedule)
+            self._schedule(pipe, schedule)
+            await pipe.execute()
+
+    async def reschedule(self, schedule: dict[str, float | None], unschedule: Sequence[str] = ()) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self._unschedule(pipe, unschedule)
+            self._schedule(pipe, schedule)
+            await pipe.execute()
+
+    def _schedule(self, pipe: object, schedule: dict[str, float | None]) -> None:
+        for track, due in schedule.items():
+            if due is None:
+                self._unschedule(pipe, [track])
+            else:
+                pipe.hset(self._due, track, _score(due))  # type: ignore[attr-defined]
+                pipe.zadd(self._queue, {track: due})  # type: ignore[attr-defined]
+
+    def _unschedule(self, pipe: object, tracks: Iterable[str]) -> None:
+        tracks = list(tracks)
+        if tracks:
+            pipe.hdel(self._due, *tracks)  # type: ignore[attr-defined]
+            pipe.zrem(self._queue, *tracks)  # type: ignore[attr-defined]
+
+    async def get_ritual(self, ritual_id: str) -> Ritual | None:
+        raw = await self.redis.get(self._ritual(ritual_id))
+        return Ritual.model_validate_json(raw) if raw else None
+
+    async def get_rituals(self, ritual_ids: Iterable[str]) -> dict[str, Ritual]:
+        ids = list(dict.fromkeys(ritual_ids))
+        if not ids:
+            return {}
+        raws = await self.redis.mget([self._ritual(r) for r in ids])
+        return {r: Ritual.model_validate_json(raw) for r, raw in zip(ids, raws, strict=True) if raw}
+
+    async def list_rituals(self, couple_id: str) -> list[Ritual]:
+        ids = await self.redis.smembers(self._couple_rituals(couple_id))
+        rituals = await self.get_rituals(sorted(ids))
+        return sorted(rituals.values(), key=lambda r: r.created_at)
+
+    async def delete_ritual(self, ritual: Ritual, tracks: Sequence[str]) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._ritual(ritual.id))
+            pipe.srem(self._couple_rituals(ritual.couple_id), ritual.id)
+            self._unschedule(pipe, tracks)
+            await pipe.execute()
+
+    async def due_of(self, tracks: Sequence[str]) -> list[float | None]:
+        if not tracks:
+            return []
+        values = await self.redis.hmget(self._due, list(tracks))
+        return [float(v) if v is not None else None for v in values]
+
+    # -- firing -------------------------------------------------------------------------
+    async def claim(self, now: float, lease_until: float, batch: int) -> list[tuple[str, str]]:
+        """Lease up to ``batch`` tracks due by ``now``; returns (track, due as stored)."""
+        flat = await self._claim(keys=[self._queue, self._due], args=[now, lease_until, batch])
+        return list(zip(flat[::2], flat[1::2], strict=True))
+
+    async def commit(self, now: float, commits: Sequence[TrackCommit]) -> int:
+        """Write each track's events to the outbox and advance it, fenced on the claimed due
+        value; returns how many tracks were committed (the rest were taken over)."""
+        args: list[str | float] = [now]
+        for c in commits:
+            args += [c.track, c.claimed_due, "" if c.next_due is None else _score(c.next_due)]
+            args.append(len(c.events))
+            for event in c.events:
+                args += [event.id, event.encode()]
+        keys = [self._queue, self._due, self._outbox, self._outbox_payloads]
+        return int(await self._commit(keys=keys, args=args))
+
+    async def enqueue(self, now: float, events: Sequence[Outgoing]) -> None:
+        """Put events straight into the outbox (a manual trigger); an id already there is
+        kept as it is."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for event in events:
+                pipe.hsetnx(self._outbox_payloads, event.id, event.encode())
+                pipe.zadd(self._outbox, {event.id: now}, nx=True)
+            await pipe.execute()
+
+    async def lease_outbox(self, now: float, lease_until: float, limit: int) -> list[Outgoing]:
+        ids = await self._lease(keys=[self._outbox], args=[now, lease_until, limit])
+        if not ids:
+            return []
+        raws = await self.redis.hmget(self._outbox_payloads, ids)
+        found = [Outgoing.decode(i, r) for i, r in zip(ids, raws, strict=True) if r]
+        if len(found) < len(ids):  # an entry without payload is garbage from a crash
+            await self.redis.zrem(self._outbox, *[i for i, r in zip(ids, raws, strict=True) if not r])
+        return found
+
+    async def ack_outbox(self, ids: Sequence[str]) -> None:
+        if ids:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(self._outbox, *ids)
+                pipe.hdel(self._outbox_payloads, *ids)
+                await pipe.execute()
+
+    async def next_visible(self) -> float | None:
+        """The epoch second at which the earliest track becomes claimable, if any."""
+        head = await self.redis.zrange(self._queue, 0, 0, withscores=True)
+        return float(head[0][1]) if head else None
+
+    async def backlog(self) -> dict[str, int]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self._queue)
+            pipe.zcard(self._outbox)
+            scheduled, outbox = await pipe.execute()
+        return {"scheduled_tracks": scheduled, "outbox": outbox}
