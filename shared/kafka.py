@@ -21,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from faststream.security import SASLPlaintext, SASLScram256, SASLScram512, BaseSecurity
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pydantic import BaseModel, ValidationError
 
 from shared.events import DeadLetter
@@ -121,7 +121,11 @@ def message_key(message: KafkaMessage) -> str | None:
 
 
 async def dead_letter(
-    broker: KafkaBroker, message: KafkaMessage, *, reason: str, service: str,
+    broker: KafkaBroker,
+    message: KafkaMessage,
+    *,
+    reason: str,
+    service: str,
     errors: list[str] | None = None,
 ) -> None:
     """Publish ``message`` to its topic's dead-letter topic, with the reason."""

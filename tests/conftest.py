@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -74,14 +75,13 @@ def _containers() -> Iterator[tuple[str, str] | None]:
         yield kafka.get_bootstrap_server(), f"redis://{host}:{redis.get_exposed_port(6379)}/0"
 
 
-@pytest.fixture
-def infra(_containers: tuple[str, str] | None) -> Iterator[Infra]:
-    """A broker and a Redis for one test; see the module docstring for where they come from."""
+@contextmanager
+def _provide(containers: tuple[str, str] | None) -> Iterator[Infra]:
     prefix = f"t{uuid.uuid4().hex[:8]}"
     kafka = os.environ.get("TANDEM_TEST_KAFKA_BOOTSTRAP")
     redis_url = os.environ.get("TANDEM_TEST_REDIS_URL")
-    if _containers is not None:
-        kafka, redis_url = kafka or _containers[0], redis_url or _containers[1]
+    if containers is not None:
+        kafka, redis_url = kafka or containers[0], redis_url or containers[1]
     started = []
     embedded_broker = not kafka
     if not kafka:
@@ -97,6 +97,20 @@ def infra(_containers: tuple[str, str] | None) -> Iterator[Infra]:
     finally:
         for process in started:
             process.stop()
+
+
+@pytest.fixture
+def infra(_containers: tuple[str, str] | None) -> Iterator[Infra]:
+    """A broker and a Redis for one test; see the module docstring for where they come from."""
+    with _provide(_containers) as provided:
+        yield provided
+
+
+@pytest.fixture(scope="module")
+def module_infra(_containers: tuple[str, str] | None) -> Iterator[Infra]:
+    """Like ``infra``, shared by the tests of one module (each still uses its own data)."""
+    with _provide(_containers) as provided:
+        yield provided
 
 
 @pytest.fixture

@@ -46,7 +46,9 @@ class TopicReader:
         deadline = time.monotonic() + timeout
         while not predicate(self.records):
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; got {len(self.records)} records: {self.records[-5:]}")
+                raise AssertionError(
+                    f"timed out; got {len(self.records)} records: {self.records[-5:]}"
+                )
             await self.poll()
         return self.records
 

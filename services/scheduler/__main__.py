@@ -2,9 +2,9 @@
 
 import asyncio
 
+from services.scheduler.service import Scheduler
 from shared.logs import setup_logging
 from shared.settings import get_settings
-from services.scheduler.service import Scheduler
 
 
 def main() -> None:

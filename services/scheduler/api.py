@@ -5,7 +5,6 @@ Every ``/v1`` call needs ``Authorization: Bearer <token>``: the admin token sees
 a couple token only its own couple and rituals.
 """
 
-
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable
@@ -149,11 +148,21 @@ def create_app(
     )
 
     @app.middleware("http")
-    async def _limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def _limit_body(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
             return JSONResponse(
-                {"detail": [{"loc": ["body"], "msg": f"body over {MAX_BODY_BYTES} bytes", "type": "too_large"}]},
+                {
+                    "detail": [
+                        {
+                            "loc": ["body"],
+                            "msg": f"body over {MAX_BODY_BYTES} bytes",
+                            "type": "too_large",
+                        }
+                    ]
+                },
                 status_code=413,
             )
         return await call_next(request)
@@ -161,14 +170,13 @@ def create_app(
     @app.exception_handler(Invalid)
     async def _invalid(_: Request, exc: Invalid) -> JSONResponse:
         return JSONResponse(
-            {"detail": [{"loc": exc.loc, "msg": exc.reason, "type": "value_error"}]}, status_code=422
+            {"detail": [{"loc": exc.loc, "msg": exc.reason, "type": "value_error"}]},
+            status_code=422,
         )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
-        ]
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
     # -- auth --------------------------------------------------------------------------
@@ -208,15 +216,19 @@ def create_app(
     def channel(url: str, kind: ChannelKind, loc: list[str | int]) -> Channel:
         service = apprise.Apprise.instantiate(url, asset=asset)
         if service is None or isinstance(service, bool):
-            raise Invalid(loc, "not an Apprise URL Tandem can load (unknown scheme or bad parameters)")
+            raise Invalid(
+                loc, "not an Apprise URL Tandem can load (unknown scheme or bad parameters)"
+            )
         return Channel(id=new_id("chn"), kind=kind, redacted=service.url(privacy=True))
 
     def schedule_spec(kind: str, given: ScheduleIn | None, couple: Couple) -> ScheduleSpec:
         if given is None:
             defaults = rituals.KIND_DEFAULTS[kind]
             zone = couple.partners[0].timezone
-            today = datetime.now(UTC).astimezone(ZoneInfo(zone)).replace(
-                hour=0, minute=0, second=0, microsecond=0, tzinfo=None
+            today = (
+                datetime.now(UTC)
+                .astimezone(ZoneInfo(zone))
+                .replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
             )
             return ScheduleSpec(rrule=defaults.rrule, timezone=zone, start=today)
         return ScheduleSpec(**given.model_dump())
@@ -262,9 +274,17 @@ def create_app(
                 channels.append(ch)
             quiet = QuietHours(**p.quiet_hours.model_dump()) if p.quiet_hours else None
             partners.append(
-                Partner(id=new_id("prt"), name=p.name, timezone=p.timezone, channels=channels, quiet_hours=quiet)
+                Partner(
+                    id=new_id("prt"),
+                    name=p.name,
+                    timezone=p.timezone,
+                    channels=channels,
+                    quiet_hours=quiet,
+                )
             )
-        couple = Couple(id=new_id("cpl"), name=body.name, partners=partners, created_at=datetime.now(UTC))
+        couple = Couple(
+            id=new_id("cpl"), name=body.name, partners=partners, created_at=datetime.now(UTC)
+        )
         token = f"ct_{secrets.token_urlsafe(24)}"
         await store.create_couple(couple, token, urls)
         return {**couple.model_dump(mode="json"), "token": token}
@@ -321,7 +341,9 @@ def create_app(
     @app.get("/v1/couples/{couple_id}/rituals", tags=["rituals"])
     async def list_rituals(couple_id: str, who: Principal) -> dict[str, Any]:
         couple = await couple_for(couple_id, who)
-        return {"rituals": [await ritual_view(couple, r) for r in await store.list_rituals(couple.id)]}
+        return {
+            "rituals": [await ritual_view(couple, r) for r in await store.list_rituals(couple.id)]
+        }
 
     @app.get("/v1/rituals/{ritual_id}", tags=["rituals"])
     async def get_ritual(ritual_id: str, who: Principal) -> dict[str, Any]:
@@ -339,7 +361,9 @@ def create_app(
         updated = Ritual.model_validate({**ritual.model_dump(), **changes})
         check(couple, updated)
         old = set(track_ids(couple, ritual)) - set(track_ids(couple, updated))
-        await store.save_ritual(updated, {} if couple.paused else plan(couple, updated), sorted(old))
+        await store.save_ritual(
+            updated, {} if couple.paused else plan(couple, updated), sorted(old)
+        )
         return await ritual_view(couple, updated)
 
     @app.delete("/v1/rituals/{ritual_id}", status_code=204, tags=["rituals"])
@@ -364,7 +388,9 @@ def create_app(
         events = []
         for track in rituals.tracks(couple, ritual):
             slot = rituals.manual_slot(couple, ritual, track, now)
-            events.append(outgoing_due(rituals.ritual_due(couple, ritual, track, slot, trigger="manual")))
+            events.append(
+                outgoing_due(rituals.ritual_due(couple, ritual, track, slot, trigger="manual"))
+            )
         await store.enqueue(now.timestamp(), events)
         on_enqueue()
         ids = [e.id for e in events]
@@ -390,18 +416,26 @@ def create_app(
             if due is None:
                 continue
             due_at = datetime.fromtimestamp(due, UTC)
-            first = rituals.next_slot(couple, ritual, track, due_at.replace(microsecond=0) - _EPSILON)
+            first = rituals.next_slot(
+                couple, ritual, track, due_at.replace(microsecond=0) - _EPSILON
+            )
             slots = [first] if first else []
             if first:
-                slots += recurrence.slots_after(rituals.schedule_of(couple, ritual), track.zone, first.instant, count - 1)
+                slots += recurrence.slots_after(
+                    rituals.schedule_of(couple, ritual), track.zone, first.instant, count - 1
+                )
             for slot in slots:
                 recipients = [p.id for p in couple.partners if track.partner_id in (None, p.id)]
-                found.append({
-                    "occurrence_id": rituals.occurrence_of(track, slot.instant),
-                    "scheduled_for": {p: slot.instant.isoformat().replace("+00:00", "Z") for p in recipients},
-                    "planner": rituals.planner(couple, ritual, slot.ordinal),
-                    "wall_time": slot.wall_time.isoformat(),
-                })
+                found.append(
+                    {
+                        "occurrence_id": rituals.occurrence_of(track, slot.instant),
+                        "scheduled_for": {
+                            p: slot.instant.isoformat().replace("+00:00", "Z") for p in recipients
+                        },
+                        "planner": rituals.planner(couple, ritual, slot.ordinal),
+                        "wall_time": slot.wall_time.isoformat(),
+                    }
+                )
         found.sort(key=lambda o: min(o["scheduled_for"].values()))
         return found[:count]
 
@@ -412,4 +446,3 @@ def create_app(
         return view
 
     return app
-

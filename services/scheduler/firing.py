@@ -103,15 +103,21 @@ class Firer:
             missed = RitualMissed(
                 couple_id=couple.id,
                 ritual_id=ritual.id,
-                occurrence_ids=[rituals.occurrence_of(track, m.instant) for m in firing.missed[-100:]],
+                occurrence_ids=[
+                    rituals.occurrence_of(track, m.instant) for m in firing.missed[-100:]
+                ],
                 scheduled_for=[m.instant for m in firing.missed[-100:]],
                 count=len(firing.missed),
             )
-            events.append(Outgoing(missed.event_id, RITUAL_MISSED, couple.id, missed.model_dump_json()))
+            events.append(
+                Outgoing(missed.event_id, RITUAL_MISSED, couple.id, missed.model_dump_json())
+            )
             metrics.MISSED.inc(len(firing.missed))
             log.warning(
                 "ritual %s missed %d occurrence(s) older than its %s grace window",
-                ritual.id, len(firing.missed), window,
+                ritual.id,
+                len(firing.missed),
+                window,
             )
         next_due = firing.next_instant.timestamp() if firing.next_instant else None
         return TrackCommit(track_id, due_raw, next_due, events)
@@ -137,11 +143,15 @@ class Firer:
             for e in entries
         ]
         results = await asyncio.gather(*futures, return_exceptions=True)
-        acked = [e for e, r in zip(entries, results, strict=True) if not isinstance(r, BaseException)]
+        acked = [
+            e for e, r in zip(entries, results, strict=True) if not isinstance(r, BaseException)
+        ]
         await self.store.ack_outbox([e.id for e in acked])
         if len(acked) < len(entries):
             error = next(r for r in results if isinstance(r, BaseException))
-            log.warning("%d record(s) not acknowledged, retried later: %r", len(entries) - len(acked), error)
+            log.warning(
+                "%d record(s) not acknowledged, retried later: %r", len(entries) - len(acked), error
+            )
         done = time.time()
         for e in acked:
             if e.topic == RITUAL_DUE:
@@ -196,7 +206,10 @@ class Firer:
                 continue
             self._outbox_ready.clear()
             # Sleep a tick, or less if this replica just committed new events.
-            waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._outbox_ready.wait())}
+            waits = {
+                asyncio.ensure_future(stop.wait()),
+                asyncio.ensure_future(self._outbox_ready.wait()),
+            }
             await asyncio.wait(waits, timeout=pause, return_when=asyncio.FIRST_COMPLETED)
             for w in waits:
                 w.cancel()

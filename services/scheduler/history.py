@@ -30,8 +30,13 @@ class History:
     def _entry(self, couple_id: str, occurrence_id: str) -> str:
         return self.k("sched", "nudge", couple_id, occurrence_id)
 
-    async def _write(self, couple_id: str, occurrence_id: str, fields: dict[str, str],
-                     scheduled: float | None = None) -> None:
+    async def _write(
+        self,
+        couple_id: str,
+        occurrence_id: str,
+        fields: dict[str, str],
+        scheduled: float | None = None,
+    ) -> None:
         entry = self._entry(couple_id, occurrence_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(entry, mapping=fields)
@@ -56,7 +61,9 @@ class History:
         fields = {"ready": json.dumps(summary)}
         for m in event.messages:
             fields[f"msg:{m.partner_id}"] = json.dumps({"title": m.title, "body": m.body})
-        await self._write(event.couple_id, event.occurrence_id, fields, event.scheduled_for.timestamp())
+        await self._write(
+            event.couple_id, event.occurrence_id, fields, event.scheduled_for.timestamp()
+        )
 
     async def record_delivered(self, event: NudgeDelivered) -> None:
         status = {
@@ -68,8 +75,9 @@ class History:
             "delivered_at": event.delivered_at.isoformat(),
             "latency_ms": event.latency_ms,
         }
-        await self._write(event.couple_id, event.occurrence_id,
-                          {f"status:{event.partner_id}": json.dumps(status)})
+        await self._write(
+            event.couple_id, event.occurrence_id, {f"status:{event.partner_id}": json.dumps(status)}
+        )
 
     async def record_failed(self, event: NudgeFailed) -> None:
         entry = self._entry(event.couple_id, event.occurrence_id)
@@ -81,8 +89,9 @@ class History:
             "reason": event.reason,
             "attempts": len(event.attempts),
         }
-        await self._write(event.couple_id, event.occurrence_id,
-                          {f"status:{event.partner_id}": json.dumps(status)})
+        await self._write(
+            event.couple_id, event.occurrence_id, {f"status:{event.partner_id}": json.dumps(status)}
+        )
 
     async def recent(self, couple_id: str, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` occurrences, newest first, with per-partner prompt and status."""

@@ -2,7 +2,9 @@
 
 from prometheus_client import Counter, Histogram
 
-FIRED = Counter("tandem_occurrences_fired_total", "Occurrences published to ritual.due", ["trigger"])
+FIRED = Counter(
+    "tandem_occurrences_fired_total", "Occurrences published to ritual.due", ["trigger"]
+)
 MISSED = Counter(
     "tandem_occurrences_missed_total", "Occurrences too old to send, reported as ritual.missed"
 )

@@ -101,12 +101,18 @@ class KindDefaults:
 
 # What a ritual kind means when a couple names only the kind: the seed's rituals.
 KIND_DEFAULTS: dict[str, KindDefaults] = {
-    "morning_kiss": KindDefaults("Six-second kiss", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=7;BYMINUTE=30"),
+    "morning_kiss": KindDefaults(
+        "Six-second kiss", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=7;BYMINUTE=30"
+    ),
     "evening_checkin": KindDefaults("Evening check-in", "FREQ=DAILY;BYHOUR=21;BYMINUTE=0"),
     "hug": KindDefaults("20-second hug", "FREQ=DAILY;BYHOUR=18;BYMINUTE=30"),
-    "date_night": KindDefaults("Date night", "FREQ=WEEKLY;BYDAY=FR;BYHOUR=17;BYMINUTE=0", "alternate"),
+    "date_night": KindDefaults(
+        "Date night", "FREQ=WEEKLY;BYDAY=FR;BYHOUR=17;BYMINUTE=0", "alternate"
+    ),
     "phone_stack": KindDefaults("Phones down for dinner", "FREQ=DAILY;BYHOUR=19;BYMINUTE=0"),
-    "weekly_questions": KindDefaults("Weekly questions", "FREQ=WEEKLY;BYDAY=SU;BYHOUR=19;BYMINUTE=0"),
+    "weekly_questions": KindDefaults(
+        "Weekly questions", "FREQ=WEEKLY;BYDAY=SU;BYHOUR=19;BYMINUTE=0"
+    ),
     "relationship_checkin": KindDefaults(
         "Quarterly relationship check-in", "FREQ=MONTHLY;INTERVAL=3;BYDAY=1SU;BYHOUR=10;BYMINUTE=0"
     ),
@@ -146,7 +152,9 @@ def schedule_of(couple: Couple, ritual: Ritual) -> recurrence.Schedule:
     )
 
 
-def next_slot(couple: Couple, ritual: Ritual, track: Track, after: datetime) -> recurrence.Slot | None:
+def next_slot(
+    couple: Couple, ritual: Ritual, track: Track, after: datetime
+) -> recurrence.Slot | None:
     """The track's first firing strictly after ``after``, or None when the rule has ended."""
     found = recurrence.slots_after(schedule_of(couple, ritual), track.zone, after, 1)
     return found[0] if found else None
@@ -224,7 +232,12 @@ class Firing:
 
 
 def fire(
-    couple: Couple, ritual: Ritual, track: Track, due_at: datetime, now: datetime, grace_window: timedelta
+    couple: Couple,
+    ritual: Ritual,
+    track: Track,
+    due_at: datetime,
+    now: datetime,
+    grace_window: timedelta,
 ) -> Firing:
     """Decide what a track that was due at ``due_at`` does at ``now``.
 
@@ -251,4 +264,6 @@ def manual_slot(couple: Couple, ritual: Ritual, track: Track, now: datetime) -> 
     instant = now.astimezone(UTC).replace(microsecond=0)
     upcoming = next_slot(couple, ritual, track, now)
     wall = instant.astimezone(ZoneInfo(track.zone)).replace(tzinfo=None)
-    return recurrence.Slot(instant=instant, wall_time=wall, ordinal=upcoming.ordinal if upcoming else 0)
+    return recurrence.Slot(
+        instant=instant, wall_time=wall, ordinal=upcoming.ordinal if upcoming else 0
+    )

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -29,24 +32,23 @@ SERVICE = "scheduler"
 
 
 def subscribe_history(broker: KafkaBroker, history: History) -> None:
-    """Feed the couple's nudge history from the content and notifier events."""
-    group = "scheduler-history"
-    policy = AckPolicy.NACK_ON_ERROR
+    """Feed the couple's nudge history from the content and notifier events (one consumer
+    for the three topics: each consumer costs a group join)."""
+    record = {
+        NUDGE_READY: lambda m: history.record_ready(decode(NudgeReady, m)),
+        NUDGE_DELIVERED: lambda m: history.record_delivered(decode(NudgeDelivered, m)),
+        NUDGE_FAILED: lambda m: history.record_failed(decode(NudgeFailed, m)),
+    }
 
-    @broker.subscriber(NUDGE_READY, group_id=group, ack_policy=policy, auto_offset_reset="earliest")
+    @broker.subscriber(
+        *record,
+        group_id="scheduler-history",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+    )
     @guarded(broker, service=SERVICE)
-    async def on_ready(message: KafkaMessage) -> None:
-        await history.record_ready(decode(NudgeReady, message))
-
-    @broker.subscriber(NUDGE_DELIVERED, group_id=group, ack_policy=policy, auto_offset_reset="earliest")
-    @guarded(broker, service=SERVICE)
-    async def on_delivered(message: KafkaMessage) -> None:
-        await history.record_delivered(decode(NudgeDelivered, message))
-
-    @broker.subscriber(NUDGE_FAILED, group_id=group, ack_policy=policy, auto_offset_reset="earliest")
-    @guarded(broker, service=SERVICE)
-    async def on_failed(message: KafkaMessage) -> None:
-        await history.record_failed(decode(NudgeFailed, message))
+    async def on_event(message: KafkaMessage) -> None:
+        await record[message.raw_message.topic](message)  # type: ignore[union-attr]
 
 
 async def redis_config_report(redis: Redis) -> dict[str, Any]:
@@ -58,9 +60,13 @@ async def redis_config_report(redis: Redis) -> dict[str, Any]:
     appendonly = aof.get("appendonly")
     problems = []
     if policy != "noeviction":
-        problems.append(f"maxmemory-policy is {policy!r}; rituals may be evicted (want 'noeviction')")
+        problems.append(
+            f"maxmemory-policy is {policy!r}; rituals may be evicted (want 'noeviction')"
+        )
     if appendonly != "yes":
-        problems.append("appendonly is off; a Redis restart loses schedules (want 'appendonly yes')")
+        problems.append(
+            "appendonly is off; a Redis restart loses schedules (want 'appendonly yes')"
+        )
     return {"maxmemory_policy": policy, "appendonly": appendonly, "problems": problems}
 
 
@@ -73,7 +79,9 @@ class Scheduler:
         self.settings = settings
         self.redis = make_redis(settings)
         keys = Keys(settings.redis_prefix)
-        self.store = SchedulerStore(self.redis, keys, Vault(self.redis, keys, SecretBox(settings.secret_key)))
+        self.store = SchedulerStore(
+            self.redis, keys, Vault(self.redis, keys, SecretBox(settings.secret_key))
+        )
         self.history = History(self.redis, keys)
         self.broker = make_broker(settings, service=SERVICE)
         subscribe_history(self.broker, self.history)
@@ -119,7 +127,7 @@ class Scheduler:
         await self.redis.aclose()
 
     async def run(self) -> None:
-        """Serve the API and fire until SIGINT/SIGTERM (uvicorn handles the signals)."""
+        """Serve the API and fire until SIGINT or SIGTERM, then stop cleanly (exit 0)."""
         await self.start()
         config = uvicorn.Config(
             self.app,
@@ -128,7 +136,20 @@ class Scheduler:
             log_level="warning",
             access_log=False,
         )
+        server = _Server(config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, setattr, server, "should_exit", True)
         try:
-            await uvicorn.Server(config).serve()
+            await server.serve()
         finally:
             await self.stop()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises the signal it caught once it has shut down, which would kill the
+    process before the scheduler's own clean-up ran; the process handles signals itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield

@@ -224,7 +224,9 @@ class SchedulerStore:
             self._schedule(pipe, schedule)
             await pipe.execute()
 
-    async def reschedule(self, schedule: dict[str, float | None], unschedule: Sequence[str] = ()) -> None:
+    async def reschedule(
+        self, schedule: dict[str, float | None], unschedule: Sequence[str] = ()
+    ) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             self._unschedule(pipe, unschedule)
             self._schedule(pipe, schedule)
@@ -307,7 +309,9 @@ class SchedulerStore:
         raws = await self.redis.hmget(self._outbox_payloads, ids)
         found = [Outgoing.decode(i, r) for i, r in zip(ids, raws, strict=True) if r]
         if len(found) < len(ids):  # an entry without payload is garbage from a crash
-            await self.redis.zrem(self._outbox, *[i for i, r in zip(ids, raws, strict=True) if not r])
+            await self.redis.zrem(
+                self._outbox, *[i for i, r in zip(ids, raws, strict=True) if not r]
+            )
         return found
 
     async def ack_outbox(self, ids: Sequence[str]) -> None:

@@ -17,23 +17,40 @@ ADMIN = {"Authorization": "Bearer test-admin-token"}
 def couple_body(inbox: Any = None, *, secret: str = "s3cr3t-token") -> dict[str, Any]:
     """Sam in Berlin and Alex in New York, with channels at the local inbox."""
     if inbox is not None:
-        sam = [{"url": inbox.json_url("sam"), "kind": "push"}, {"url": inbox.mailto_url("sam@example.com"), "kind": "email"}]
-        alex = [{"url": inbox.ntfy_url("alex"), "kind": "push"}, {"url": inbox.mailto_url("alex@example.com"), "kind": "email"}]
+        sam = [
+            {"url": inbox.json_url("sam"), "kind": "push"},
+            {"url": inbox.mailto_url("sam@example.com"), "kind": "email"},
+        ]
+        alex = [
+            {"url": inbox.ntfy_url("alex"), "kind": "push"},
+            {"url": inbox.mailto_url("alex@example.com"), "kind": "email"},
+        ]
     else:
         sam = [{"url": f"json://127.0.0.1:9/hook?token={secret}", "kind": "push"}]
-        alex = [{"url": "mailto://127.0.0.1:9?to=alex@example.com&from=t@example.com&mode=insecure", "kind": "email"}]
+        alex = [
+            {
+                "url": "mailto://127.0.0.1:9?to=alex@example.com&from=t@example.com&mode=insecure",
+                "kind": "email",
+            }
+        ]
     return {
         "name": "Sam & Alex",
         "partners": [
             {"name": "Sam", "timezone": "Europe/Berlin", "channels": sam},
-            {"name": "Alex", "timezone": "America/New_York", "channels": alex,
-             "quiet_hours": {"start": "23:00", "end": "07:00"}},
+            {
+                "name": "Alex",
+                "timezone": "America/New_York",
+                "channels": alex,
+                "quiet_hours": {"start": "23:00", "end": "07:00"},
+            },
         ],
     }
 
 
 @asynccontextmanager
-async def running_scheduler(settings: Settings) -> AsyncIterator[tuple[Scheduler, httpx.AsyncClient]]:
+async def running_scheduler(
+    settings: Settings,
+) -> AsyncIterator[tuple[Scheduler, httpx.AsyncClient]]:
     scheduler = Scheduler(settings)
     await scheduler.start()
     transport = httpx.ASGITransport(app=scheduler.app)

@@ -29,14 +29,19 @@ from tests.kafka_helpers import TopicReader
 
 async def test_one_off_fires_once_at_its_instant(infra) -> None:
     settings = infra.settings()
-    async with running_scheduler(settings) as (scheduler, api), TopicReader(settings, RITUAL_DUE) as reader:
+    async with (
+        running_scheduler(settings) as (scheduler, api),
+        TopicReader(settings, RITUAL_DUE) as reader,
+    ):
         couple = (await api.post("/v1/couples", json=couple_body(), headers=ADMIN)).json()
         at = (datetime.now(UTC) + timedelta(seconds=2)).replace(microsecond=0)
-        ritual = (await api.post(
-            f"/v1/couples/{couple['id']}/rituals",
-            json={"kind": "hug", "schedule": {"at": at.isoformat()}},
-            headers=ADMIN,
-        )).json()
+        ritual = (
+            await api.post(
+                f"/v1/couples/{couple['id']}/rituals",
+                json={"kind": "hug", "schedule": {"at": at.isoformat()}},
+                headers=ADMIN,
+            )
+        ).json()
         records = await reader.until(lambda rs: len(rs) >= 1)
         await reader.quiet(2.0)
         assert len(reader.records) == 1
@@ -55,16 +60,27 @@ async def test_downtime_fires_one_catch_up_and_reports_the_rest_missed(infra) ->
     import httpx
 
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=scheduler.app), base_url="http://s") as api, \
-                TopicReader(settings, RITUAL_DUE, RITUAL_MISSED) as reader:
+        async with (
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=scheduler.app), base_url="http://s"
+            ) as api,
+            TopicReader(settings, RITUAL_DUE, RITUAL_MISSED) as reader,
+        ):
             couple = (await api.post("/v1/couples", json=couple_body(), headers=ADMIN)).json()
-            ritual = (await api.post(
-                f"/v1/couples/{couple['id']}/rituals",
-                json={"kind": "evening_checkin", "schedule": {
-                    "rrule": "FREQ=DAILY;BYHOUR=21;BYMINUTE=0", "timezone": "Europe/Berlin",
-                    "start": "2026-01-01T00:00:00"}},
-                headers=ADMIN,
-            )).json()
+            ritual = (
+                await api.post(
+                    f"/v1/couples/{couple['id']}/rituals",
+                    json={
+                        "kind": "evening_checkin",
+                        "schedule": {
+                            "rrule": "FREQ=DAILY;BYHOUR=21;BYMINUTE=0",
+                            "timezone": "Europe/Berlin",
+                            "start": "2026-01-01T00:00:00",
+                        },
+                    },
+                    headers=ADMIN,
+                )
+            ).json()
             # The scheduler was down from before 1 March 21:00 (Berlin) to 3 March 21:30.
             last_due = datetime(2026, 3, 1, 20, 0, tzinfo=UTC)
             await scheduler.store.reschedule({ritual["id"]: last_due.timestamp()})
@@ -75,13 +91,19 @@ async def test_downtime_fires_one_catch_up_and_reports_the_rest_missed(infra) ->
             records = await reader.until(lambda rs: len(rs) >= 2)
             due = next(r for r in records if "kind" in r)
             missed = next(r for r in records if "count" in r)
-            assert datetime.fromisoformat(due["scheduled_for"]) == datetime(2026, 3, 3, 20, 0, tzinfo=UTC)
+            assert datetime.fromisoformat(due["scheduled_for"]) == datetime(
+                2026, 3, 3, 20, 0, tzinfo=UTC
+            )
             assert due["catch_up"] is True
             assert missed["count"] == 2
             assert [datetime.fromisoformat(t) for t in missed["scheduled_for"]] == [
-                datetime(2026, 3, 1, 20, 0, tzinfo=UTC), datetime(2026, 3, 2, 20, 0, tzinfo=UTC)]
+                datetime(2026, 3, 1, 20, 0, tzinfo=UTC),
+                datetime(2026, 3, 2, 20, 0, tzinfo=UTC),
+            ]
             # and it goes on from the present, not from the backlog
-            assert await scheduler.store.due_of([ritual["id"]]) == [datetime(2026, 3, 4, 20, 0, tzinfo=UTC).timestamp()]
+            assert await scheduler.store.due_of([ritual["id"]]) == [
+                datetime(2026, 3, 4, 20, 0, tzinfo=UTC).timestamp()
+            ]
             # a second pass finds nothing more to do
             assert await firer.fire_due() == 0
     finally:
@@ -94,9 +116,13 @@ async def test_stale_occurrence_beyond_grace_is_only_missed(infra) -> None:
     scheduler = Scheduler(settings)
     await scheduler.broker.start()
     try:
-        couple, ritual_list = await _seed(scheduler.store, 1, rrule="FREQ=DAILY;BYHOUR=7;BYMINUTE=30")
+        couple, ritual_list = await _seed(
+            scheduler.store, 1, rrule="FREQ=DAILY;BYHOUR=7;BYMINUTE=30"
+        )
         ritual = ritual_list[0]
-        await scheduler.store.reschedule({ritual.id: datetime(2026, 5, 4, 5, 30, tzinfo=UTC).timestamp()})
+        await scheduler.store.reschedule(
+            {ritual.id: datetime(2026, 5, 4, 5, 30, tzinfo=UTC).timestamp()}
+        )
         now = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)  # 3.5 h late: past a daily ritual's ~2 h grace
         firer = Firer(scheduler.store, scheduler.broker, settings, clock=now.timestamp)
         async with TopicReader(settings, RITUAL_DUE, RITUAL_MISSED) as reader:
@@ -111,25 +137,50 @@ async def test_stale_occurrence_beyond_grace_is_only_missed(infra) -> None:
 
 
 # -- several replicas --------------------------------------------------------------------
-async def _seed(store: SchedulerStore, n: int, *, at: datetime | None = None, rrule: str | None = None,
-                couples: int = 10) -> tuple[list[Couple], list[Ritual]]:
+async def _seed(
+    store: SchedulerStore,
+    n: int,
+    *,
+    at: datetime | None = None,
+    rrule: str | None = None,
+    couples: int = 10,
+) -> tuple[list[Couple], list[Ritual]]:
     """``n`` rituals spread over ``couples`` couples, written straight to the store."""
     now = datetime.now(UTC)
     made = []
     for c in range(couples):
         partners = [
-            Partner(id=new_id("prt"), name=name, timezone=zone,
-                    channels=[Channel(id=new_id("chn"), kind="push", redacted="json://127.0.0.1/x")])
+            Partner(
+                id=new_id("prt"),
+                name=name,
+                timezone=zone,
+                channels=[Channel(id=new_id("chn"), kind="push", redacted="json://127.0.0.1/x")],
+            )
             for name, zone in (("Sam", "Europe/Berlin"), ("Alex", "America/New_York"))
         ]
         couple = Couple(id=new_id("cpl"), name=f"couple {c}", partners=partners, created_at=now)
-        await store.create_couple(couple, f"token-{couple.id}", {ch.id: "json://127.0.0.1/x" for p in partners for ch in p.channels})
+        await store.create_couple(
+            couple,
+            f"token-{couple.id}",
+            {ch.id: "json://127.0.0.1/x" for p in partners for ch in p.channels},
+        )
         made.append(couple)
     out = []
     for i in range(n):
         couple = made[i % couples]
-        spec = ScheduleSpec(at=at) if at else ScheduleSpec(rrule=rrule, timezone="Europe/Berlin", start=datetime(2026, 1, 1))
-        ritual = Ritual(id=new_id("rit"), couple_id=couple.id, kind="hug", title="Hug", schedule=spec, created_at=now)
+        spec = (
+            ScheduleSpec(at=at)
+            if at
+            else ScheduleSpec(rrule=rrule, timezone="Europe/Berlin", start=datetime(2026, 1, 1))
+        )
+        ritual = Ritual(
+            id=new_id("rit"),
+            couple_id=couple.id,
+            kind="hug",
+            title="Hug",
+            schedule=spec,
+            created_at=now,
+        )
         plan = {}
         for track in rituals.tracks(couple, ritual):
             slot = rituals.next_slot(couple, ritual, track, now)
@@ -141,8 +192,12 @@ async def _seed(store: SchedulerStore, n: int, *, at: datetime | None = None, rr
 
 def _spawn(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     env = {**env, "TANDEM_API_PORT": str(port)}
-    proc = subprocess.Popen([sys.executable, "-m", "services.scheduler"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.scheduler"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     wait_for_port(port, timeout=60, proc=proc)
     return proc
 
