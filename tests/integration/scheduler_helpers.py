@@ -14,8 +14,11 @@ from shared.settings import Settings
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 
 
-def couple_body(inbox: Any = None, *, secret: str = "s3cr3t-token") -> dict[str, Any]:
-    """Sam in Berlin and Alex in New York, with channels at the local inbox."""
+def couple_body(
+    inbox: Any = None, *, secret: str = "s3cr3t-token", quiet_hours: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Sam in Berlin and Alex in New York (with ``quiet_hours`` if given), with channels at
+    the local inbox when one is given."""
     if inbox is not None:
         sam = [
             {"url": inbox.json_url("sam"), "kind": "push"},
@@ -41,7 +44,7 @@ def couple_body(inbox: Any = None, *, secret: str = "s3cr3t-token") -> dict[str,
                 "name": "Alex",
                 "timezone": "America/New_York",
                 "channels": alex,
-                "quiet_hours": {"start": "23:00", "end": "07:00"},
+                "quiet_hours": quiet_hours,
             },
         ],
     }

@@ -1,0 +1,116 @@
+"""The whole suite as real processes: API -> scheduler -> ritual.due -> content ->
+nudge.ready -> notifier -> Apprise -> both partners' inboxes -> nudge.delivered -> history."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from shared.topics import NUDGE_DELIVERED
+from tandem.embedded import free_port, wait_for_port
+from tests.integration.scheduler_helpers import ADMIN, couple_body
+from tests.kafka_helpers import TopicReader
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def suite(infra) -> Iterator[str]:
+    """The three services as separate processes; yields the API base URL."""
+    port = free_port()
+    env = infra.env(api_port=port, log_format="console")
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for name in ("scheduler", "content", "notifier")
+    }
+    try:
+        wait_for_port(port, timeout=60, proc=procs["scheduler"])
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for proc in procs.values():
+            proc.send_signal(signal.SIGTERM)
+        failures = {}
+        for name, proc in procs.items():
+            try:
+                code = proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+            if code != 0:
+                failures[name] = (code, proc.stderr.read().decode()[-3000:] if proc.stderr else "")
+        assert not failures, failures
+
+
+async def test_a_ritual_nudges_both_partners_with_the_same_prompt(infra, inbox, suite) -> None:
+    settings = infra.settings()
+    async with (
+        httpx.AsyncClient(base_url=suite, headers=ADMIN, timeout=30) as api,
+        TopicReader(settings, NUDGE_DELIVERED) as delivered,
+    ):
+        couple = (await api.post("/v1/couples", json=couple_body(inbox))).json()
+        sam, alex = couple["partners"]
+        at = (datetime.now(UTC) + timedelta(seconds=8)).replace(microsecond=0)
+        ritual = await api.post(
+            f"/v1/couples/{couple['id']}/rituals",
+            json={
+                "kind": "evening_checkin",
+                "title": "Evening check-in",
+                "schedule": {"at": at.isoformat()},
+            },
+        )
+        assert ritual.status_code == 201, ritual.text
+
+        got = await asyncio.to_thread(
+            inbox.wait_for, lambda rs: {r.address for r in rs} >= {"sam", "alex"}, 90
+        )
+        to_sam = next(r for r in got if r.address == "sam")
+        to_alex = next(r for r in got if r.address == "alex")
+        assert time.time() >= at.timestamp()  # not early
+        # the same prompt, personalised for each partner
+        records = await delivered.until(
+            lambda rs: len({r["partner_id"] for r in rs}) == 2, timeout=60
+        )
+        assert {r["channel_kind"] for r in records} == {"push"}
+        assert all(r["occurrence_id"] == records[0]["occurrence_id"] for r in records)
+
+        history = await api.get(f"/v1/couples/{couple['id']}/nudges")
+        deadline = time.monotonic() + 30
+        while (
+            not _both_delivered(history.json(), sam["id"], alex["id"])
+            and time.monotonic() < deadline
+        ):
+            await asyncio.sleep(0.5)
+            history = await api.get(f"/v1/couples/{couple['id']}/nudges")
+        nudge = history.json()["nudges"][0]
+        assert _both_delivered(history.json(), sam["id"], alex["id"]), history.text
+        prompt = nudge["prompt"]["text"]
+        assert (
+            prompt
+            and prompt in to_sam.body + to_sam.title
+            and prompt in to_alex.body + to_alex.title
+        )
+        assert nudge["partners"][sam["id"]]["channel_kind"] == "push"
+        assert "Sam" in to_sam.title + to_sam.body and "Alex" in to_alex.title + to_alex.body
+        # nothing more than one nudge each
+        await asyncio.sleep(2)
+        assert len(inbox.to("sam")) == 1 and len(inbox.to("alex")) == 1
+
+
+def _both_delivered(history: dict, *partners: str) -> bool:
+    nudges = history.get("nudges") or []
+    return bool(nudges) and all(
+        nudges[0]["partners"].get(p, {}).get("status") == "delivered" for p in partners
+    )
