@@ -11,6 +11,7 @@ import logging
 import sys
 
 from shared.kafka import ensure_topics
+from shared.logs import setup_logging
 from shared.settings import get_settings
 
 from .decks import DeckError, load_catalog
@@ -21,10 +22,7 @@ log = logging.getLogger("tandem.content")
 
 async def main() -> int:
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    setup_logging(settings, service="content")
     try:
         catalog = load_catalog(settings.decks_dir)
     except DeckError as exc:
