@@ -28,6 +28,7 @@ is evaluated in; otherwise a local wall-clock time, and a bare date means all of
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import re
@@ -169,6 +170,7 @@ def slots_between(schedule: Schedule, zone: str, start: datetime, end: datetime)
     return list(islice(takewhile(lambda slot: slot.instant <= end, slots), MAX_SLOTS_BETWEEN))
 
 
+@functools.lru_cache(maxsize=4096)
 def cadence(schedule: Schedule) -> timedelta:
     """The typical gap between a valid schedule's occurrences: the median gap between its
     first ten wall times (a day for a one-off, or a rule with a single occurrence)."""
@@ -304,6 +306,8 @@ def _cycle(rule: _Rule) -> timedelta | None:
     return timedelta(minutes=math.lcm(step, (7 if weekly else 1) * 24 * 60))
 
 
+# Thousands of couples share a handful of rules (everyone picks 07:30): a herd reuses them.
+@functools.lru_cache(maxsize=4096)
 def _compile(schedule: Schedule, zone_name: str) -> _Rule:
     zone = _zone(zone_name)
     if schedule.start is None:
