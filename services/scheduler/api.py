@@ -5,6 +5,8 @@ Every ``/v1`` call needs ``Authorization: Bearer <token>``: the admin token sees
 a couple token only its own couple and rituals.
 """
 
+import asyncio
+import functools
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable
@@ -29,6 +31,7 @@ from shared.settings import Settings
 
 MAX_BODY_BYTES = 64 * 1024
 _EPSILON = timedelta(seconds=1)
+VALIDATE_SECONDS = 5.0
 
 
 # -- request bodies ----------------------------------------------------------------------
@@ -233,11 +236,20 @@ def create_app(
             return ScheduleSpec(rrule=defaults.rrule, timezone=zone, start=today)
         return ScheduleSpec(**given.model_dump())
 
-    def check(couple: Couple, ritual: Ritual) -> None:
+    async def check(couple: Couple, ritual: Ritual) -> None:
+        # A contrived rule that never fires can keep dateutil searching for seconds: do it
+        # off the event loop, and give up on rules that take too long to evaluate.
+        validate = functools.partial(
+            recurrence.validate, rituals.schedule_of(couple, ritual), now=datetime.now(UTC)
+        )
         try:
-            recurrence.validate(rituals.schedule_of(couple, ritual), now=datetime.now(UTC))
+            await asyncio.wait_for(asyncio.to_thread(validate), VALIDATE_SECONDS)
         except recurrence.ScheduleError as exc:
             raise Invalid(["body", *exc.field.split(".")], exc.reason) from None
+        except TimeoutError:
+            raise Invalid(
+                ["body", "schedule", "rrule"], "rule too costly to evaluate; simplify it"
+            ) from None
 
     def plan(couple: Couple, ritual: Ritual) -> dict[str, float | None]:
         now = datetime.now(UTC)
@@ -334,7 +346,7 @@ def create_app(
             quiet_hours_policy=body.quiet_hours_policy,
             created_at=datetime.now(UTC),
         )
-        check(couple, ritual)
+        await check(couple, ritual)
         await store.save_ritual(ritual, plan(couple, ritual))
         return await ritual_view(couple, ritual)
 
@@ -359,7 +371,7 @@ def create_app(
         if body.schedule is not None:
             changes["schedule"] = ScheduleSpec(**body.schedule.model_dump())
         updated = Ritual.model_validate({**ritual.model_dump(), **changes})
-        check(couple, updated)
+        await check(couple, updated)
         old = set(track_ids(couple, ritual)) - set(track_ids(couple, updated))
         await store.save_ritual(
             updated, {} if couple.paused else plan(couple, updated), sorted(old)

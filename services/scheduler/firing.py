@@ -173,7 +173,10 @@ class Firer:
                 claimed = await self.fire_due()
                 failures = 0
                 if claimed >= self.settings.scheduler_batch:
-                    continue  # a herd is due: keep draining without pausing
+                    # A herd is due: send this batch before claiming the next, so the first
+                    # rituals of the minute are not held back until the whole herd is claimed.
+                    await self.publish_outbox()
+                    continue
                 pause = await self._until_next_due()
             except Exception:
                 failures += 1
