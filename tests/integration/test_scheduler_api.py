@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from shared.topics import RITUAL_DUE
@@ -290,3 +291,24 @@ async def test_trigger_publishes_ritual_due_now(infra, running) -> None:
             "s3cr3t" not in c["redacted"] for r in event["recipients"] for c in r["channels"]
         )
         assert reader.keys[records.index(event)] == couple["id"]
+
+
+async def test_plugin_channels_are_accepted_only_when_the_plugin_is_loaded(
+    module_infra, tmp_path
+) -> None:
+    import shutil
+
+    from services.scheduler.service import Scheduler
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    shutil.copy("services/notifier/plugins_example/tandemlog.py", plugins / "tandemlog.py")
+    body = couple_body()
+    body["partners"][0]["channels"] = [{"url": f"tandemlog://{tmp_path}/sam.jsonl", "kind": "push"}]
+    for plugins_dir, status in ((None, 422), (plugins, 201)):
+        scheduler = Scheduler(module_infra.settings(plugins_dir=plugins_dir))
+        transport = httpx.ASGITransport(app=scheduler.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://s") as api:
+            answer = await api.post("/v1/couples", json=body, headers=ADMIN)
+        await scheduler.redis.aclose()
+        assert answer.status_code == status, answer.text
