@@ -13,7 +13,11 @@ import time
 from collections import defaultdict
 
 from services.notifier.metrics import partner_skew
-from services.notifier.testing import (
+from shared.secrets import SecretBox
+from shared.settings import Settings
+from tandem.embedded import start_broker, start_redis
+from tandem.inbox import Inbox
+from tests.notifier_support import (
     Couple,
     Partner,
     make_nudge,
@@ -22,10 +26,6 @@ from services.notifier.testing import (
     store_couple,
     watching,
 )
-from shared.secrets import SecretBox
-from shared.settings import Settings
-from tandem.embedded import start_broker, start_redis
-from tandem.inbox import Inbox
 
 
 def pct(values: list[float], p: float) -> float:

@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -58,11 +57,17 @@ async def seed(store: SchedulerStore, n: int, due: datetime) -> set[str]:
     couples: list[Couple] = []
     for c in range((n + 1) // 2):
         partners = [
-            Partner(id=new_id("prt"), name=name, timezone=zone,
-                    channels=[Channel(id=new_id("chn"), kind="push", redacted="ntfy://127.0.0.1/...")])
+            Partner(
+                id=new_id("prt"),
+                name=name,
+                timezone=zone,
+                channels=[Channel(id=new_id("chn"), kind="push", redacted="ntfy://127.0.0.1/...")],
+            )
             for name, zone in (("Sam", "UTC"), ("Alex", "UTC"))
         ]
-        couples.append(Couple(id=new_id("cpl"), name=f"couple {c}", partners=partners, created_at=now))
+        couples.append(
+            Couple(id=new_id("cpl"), name=f"couple {c}", partners=partners, created_at=now)
+        )
     box = store.vault.box
     secret = box.encrypt("ntfy://127.0.0.1:9/topic")  # one encryption; the cost is not the point
     k = store.k
@@ -72,10 +77,15 @@ async def seed(store: SchedulerStore, n: int, due: datetime) -> set[str]:
                 couple = couples[i // 2]
                 if i % 2 == 0:
                     pipe.set(k("sched", "couple", couple.id), couple.model_dump_json())
-                    pipe.hset(k("vault", couple.id, "channels"),
-                              mapping={ch.id: secret for p in couple.partners for ch in p.channels})
+                    pipe.hset(
+                        k("vault", couple.id, "channels"),
+                        mapping={ch.id: secret for p in couple.partners for ch in p.channels},
+                    )
                 ritual = Ritual(
-                    id=new_id("rit"), couple_id=couple.id, kind="morning_kiss", title="Six-second kiss",
+                    id=new_id("rit"),
+                    couple_id=couple.id,
+                    kind="morning_kiss",
+                    title="Six-second kiss",
                     schedule=ScheduleSpec(rrule=rule, timezone="UTC", start=datetime(2026, 1, 1)),
                     created_at=now,
                 )
@@ -106,13 +116,26 @@ async def main() -> None:
         started.append(redis_proc)
         redis_url = f"redis://127.0.0.1:{redis_proc.port}/0"
     key = SecretBox.generate_key()
-    settings = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url, redis_prefix="bench",
-                        kafka_idempotence=not started or started[0].name != "kafka",
-                        admin_token="bench", secret_key=key, topic_partitions=6)
-    env = {**os.environ, "TANDEM_KAFKA_BOOTSTRAP": bootstrap, "TANDEM_REDIS_URL": redis_url,
-           "TANDEM_REDIS_PREFIX": "bench", "TANDEM_ADMIN_TOKEN": "bench", "TANDEM_SECRET_KEY": key,
-           "TANDEM_KAFKA_IDEMPOTENCE": str(settings.kafka_idempotence).lower(),
-           "TANDEM_TOPIC_PARTITIONS": "6", "TANDEM_LOG_LEVEL": "WARNING"}
+    settings = Settings(
+        kafka_bootstrap=bootstrap,
+        redis_url=redis_url,
+        redis_prefix="bench",
+        kafka_idempotence=not started or started[0].name != "kafka",
+        admin_token="bench",
+        secret_key=key,
+        topic_partitions=6,
+    )
+    env = {
+        **os.environ,
+        "TANDEM_KAFKA_BOOTSTRAP": bootstrap,
+        "TANDEM_REDIS_URL": redis_url,
+        "TANDEM_REDIS_PREFIX": "bench",
+        "TANDEM_ADMIN_TOKEN": "bench",
+        "TANDEM_SECRET_KEY": key,
+        "TANDEM_KAFKA_IDEMPOTENCE": str(settings.kafka_idempotence).lower(),
+        "TANDEM_TOPIC_PARTITIONS": "6",
+        "TANDEM_LOG_LEVEL": "WARNING",
+    }
     redis = Redis.from_url(redis_url, decode_responses=True)
     keys = Keys("bench")
     store = SchedulerStore(redis, keys, Vault(redis, keys, SecretBox(key)))
@@ -122,21 +145,38 @@ async def main() -> None:
         memory_before = (await redis.info("memory"))["used_memory"]
         began = time.monotonic()
         # The herd is due at the first minute boundary far enough ahead to seed and start.
-        due = (datetime.now(UTC) + timedelta(seconds=20 + args.rituals / 4000)).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        due = (datetime.now(UTC) + timedelta(seconds=20 + args.rituals / 4000)).replace(
+            second=0, microsecond=0
+        ) + timedelta(minutes=1)
         expected = await seed(store, args.rituals, due)
         seed_seconds = time.monotonic() - began
-        memory_per_ritual = ((await redis.info("memory"))["used_memory"] - memory_before) / args.rituals
-        print(f"seeded {args.rituals} rituals in {seed_seconds:.1f}s; due at {due.isoformat()}", flush=True)
+        memory_per_ritual = (
+            (await redis.info("memory"))["used_memory"] - memory_before
+        ) / args.rituals
+        print(
+            f"seeded {args.rituals} rituals in {seed_seconds:.1f}s; due at {due.isoformat()}",
+            flush=True,
+        )
 
         for _ in range(args.replicas):
             port = free_port()
-            procs.append(subprocess.Popen([sys.executable, "-m", "services.scheduler"], cwd=ROOT,
-                                          env={**env, "TANDEM_API_PORT": str(port)}))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "services.scheduler"],
+                    cwd=ROOT,
+                    env={**env, "TANDEM_API_PORT": str(port)},
+                )
+            )
             wait_for_port(port, timeout=60, proc=procs[-1])
 
-        consumer = AIOKafkaConsumer(RITUAL_DUE, bootstrap_servers=bootstrap, group_id=f"bench-{new_id('g')}",
-                                    auto_offset_reset="earliest", enable_auto_commit=False,
-                                    max_poll_records=5000)
+        consumer = AIOKafkaConsumer(
+            RITUAL_DUE,
+            bootstrap_servers=bootstrap,
+            group_id=f"bench-{new_id('g')}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            max_poll_records=5000,
+        )
         await consumer.start()
         counts: Counter[str] = Counter()
         lateness: list[float] = []
@@ -172,12 +212,17 @@ async def main() -> None:
             "missed": len(expected - set(counts)),
             "unexpected": len(set(counts) - expected),
             "redis_bytes_per_ritual": round(memory_per_ritual),
-            "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+            "machine": (
+                f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
+            ),
         }
-        print(f"drained {args.rituals} in {summary['drain_seconds']}s with {args.replicas} replica(s); "
-              f"lateness p50 {summary['lateness_p50_s']}s p99 {summary['lateness_p99_s']}s; "
-              f"duplicates {summary['duplicates']}, missed {summary['missed']}; "
-              f"{summary['redis_bytes_per_ritual']} Redis bytes per ritual")
+        print(
+            f"drained {args.rituals} in {summary['drain_seconds']}s "
+            f"with {args.replicas} replica(s); "
+            f"lateness p50 {summary['lateness_p50_s']}s p99 {summary['lateness_p99_s']}s; "
+            f"duplicates {summary['duplicates']}, missed {summary['missed']}; "
+            f"{summary['redis_bytes_per_ritual']} Redis bytes per ritual"
+        )
         print(json.dumps(summary))
     finally:
         for p in procs:

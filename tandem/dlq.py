@@ -61,8 +61,8 @@ async def read_dead_letters(
     not DeadLetters are skipped."""
     name = dead_letter_topic(topic)
     consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **_client_kwargs(settings))
-    await consumer.start()
     try:
+        await consumer.start()
         partitions = consumer.partitions_for_topic(name)
         if partitions is None:
             await consumer.topics()  # refresh metadata once

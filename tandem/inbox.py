@@ -35,12 +35,17 @@ class Received:
 
 @dataclass
 class Fault:
-    """How the sink treats the next requests to one address."""
+    """How the sink treats requests to one address.
 
-    fail: int = 0  # answer the next N with an error
+    ``fail=N``: the next N requests wait ``delay`` seconds and get ``status``; then the
+    address is healthy again. ``forever=True``: every request does, until cleared.
+    ``delay`` alone: every request is slow but succeeds.
+    """
+
+    fail: int = 0
     status: int = 500
-    delay: float = 0.0  # seconds to wait before answering (a slow or hung provider)
-    forever: bool = False  # keep failing until cleared
+    delay: float = 0.0  # a slow provider; beyond the client's read timeout, a hung one
+    forever: bool = False
 
 
 @dataclass
@@ -66,6 +71,10 @@ class Inbox:
 
     def ntfy_url(self, topic: str) -> str:
         return f"ntfy://127.0.0.1:{self.http_port}/{quote(topic)}"
+
+    def sms_url(self, number: str) -> str:
+        """An SMS/Signal gateway URL (the signal-cli REST API shape) that texts ``number``."""
+        return f"signal://127.0.0.1:{self.http_port}/+15550000000/{quote(number)}"
 
     def mailto_url(self, to: str) -> str:
         return (
@@ -113,12 +122,14 @@ class Inbox:
             fault = self._state.faults.get(address)
             if fault is None:
                 return 0.0, None
-            error = None
-            if fault.forever or fault.fail > 0:
-                error = fault.status
-                if not fault.forever:
-                    fault.fail -= 1
-            return fault.delay, error
+            if fault.forever:
+                return fault.delay, fault.status
+            if fault.fail > 0:
+                fault.fail -= 1
+                if fault.fail == 0:  # healed after this one
+                    del self._state.faults[address]
+                return fault.delay, fault.status
+            return fault.delay, None
 
     # -- what arrived ------------------------------------------------------------------
     def _record(self, item: Received) -> None:
@@ -171,9 +182,17 @@ def _http_handler(inbox: Inbox) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 payload = {"message": raw.decode(errors="replace")}
             path = self.path.split("?", 1)[0].lstrip("/")
-            # ntfy posts {"topic", "title", "message"} to "/"; json:// posts to its path.
-            address = payload.get("topic") if not path and isinstance(payload, dict) else path
-            address = address or path
+            if not isinstance(payload, dict):
+                payload = {"message": str(payload)}
+            title = str(payload.get("title", ""))
+            body = str(payload.get("message", payload.get("body", "")))
+            if payload.get("recipients"):
+                # an SMS gateway: {"message": "title\r\nbody", "number", "recipients"}
+                address = str(payload["recipients"][0])
+                title, _, body = body.partition("\r\n") if "\r\n" in body else ("", "", body)
+            else:
+                # ntfy posts {"topic", "title", "message"} to "/"; json:// posts to its path.
+                address = str(payload.get("topic") or path) if not path else path
             delay, error = inbox._admit(address)
             if delay:
                 time.sleep(delay)
@@ -184,19 +203,22 @@ def _http_handler(inbox: Inbox) -> type[BaseHTTPRequestHandler]:
                 Received(
                     sink="http",
                     address=address,
-                    title=str(payload.get("title", "")),
-                    body=str(payload.get("message", payload.get("body", ""))),
+                    title=title,
+                    body=body,
                     at=time.time(),
                 )
             )
             self._answer(200, b'{"ok": true}')
 
         def _answer(self, status: int, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting (a hung-provider test): nothing to say
 
     return Handler
 

@@ -27,6 +27,7 @@ from services.scheduler.rituals import Channel, Couple, Partner, Ritual, Schedul
 from services.scheduler.store import SchedulerStore
 from shared.events import ChannelKind, Delivery, QuietHours, RitualKind
 from shared.ids import new_id
+from shared.redaction import redact
 from shared.settings import Settings
 
 MAX_BODY_BYTES = 64 * 1024
@@ -222,7 +223,7 @@ def create_app(
             raise Invalid(
                 loc, "not an Apprise URL Tandem can load (unknown scheme or bad parameters)"
             )
-        return Channel(id=new_id("chn"), kind=kind, redacted=service.url(privacy=True))
+        return Channel(id=new_id("chn"), kind=kind, redacted=redact(service))
 
     def schedule_spec(kind: str, given: ScheduleIn | None, couple: Couple) -> ScheduleSpec:
         if given is None:

@@ -22,9 +22,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from services.notifier.testing import Couple, Partner, make_nudge, publish_nudges, store_couple
 from shared.kafka import ensure_topics
 from tandem.inbox import Fault, Inbox
+from tests.notifier_support import Couple, Partner, make_nudge, publish_nudges, store_couple
 
 ROOT = Path(__file__).resolve().parents[2]
 COUPLES = 6

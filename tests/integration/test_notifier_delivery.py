@@ -12,7 +12,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.notifier import metrics
-from services.notifier.testing import (
+from shared.events import QuietHours
+from shared.ids import new_id
+from shared.settings import Settings
+from tandem.inbox import Fault, Inbox
+from tests.notifier_support import (
     Couple,
     Partner,
     make_nudge,
@@ -22,10 +26,6 @@ from services.notifier.testing import (
     store_couple,
     watching,
 )
-from shared.events import QuietHours
-from shared.ids import new_id
-from shared.settings import Settings
-from tandem.inbox import Fault, Inbox
 
 PLUGINS = Path(__file__).resolve().parents[2] / "services" / "notifier" / "plugins_example"
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from services.notifier.testing import (
+from tandem.dlq import list_dead_letters, read_dead_letters, replay
+from tandem.inbox import Fault, Inbox
+from tests.notifier_support import (
     Couple,
     Partner,
     make_nudge,
@@ -11,8 +13,6 @@ from services.notifier.testing import (
     store_couple,
     watching,
 )
-from tandem.dlq import list_dead_letters, read_dead_letters, replay
-from tandem.inbox import Fault, Inbox
 
 
 async def test_list_and_replay_round_trip(infra, inbox: Inbox) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -202,7 +203,7 @@ async def test_kind_alone_gets_default_schedule_and_rotation_alternates(infra, r
     instants = [datetime.fromisoformat(o["scheduled_for"][sam]) for o in upcoming]
     assert all(
         b - a == timedelta(days=7) or abs((b - a) - timedelta(days=7)) <= timedelta(hours=1)
-        for a, b in zip(instants, instants[1:])
+        for a, b in itertools.pairwise(instants)
     )
     for o in upcoming:  # Friday 17:00 in Berlin, both partners at that one instant
         local = instants[upcoming.index(o)].astimezone(

@@ -116,7 +116,7 @@ async def test_stale_occurrence_beyond_grace_is_only_missed(infra) -> None:
     scheduler = Scheduler(settings)
     await scheduler.broker.start()
     try:
-        couple, ritual_list = await _seed(
+        _couple, ritual_list = await _seed(
             scheduler.store, 1, rrule="FREQ=DAILY;BYHOUR=7;BYMINUTE=30"
         )
         ritual = ritual_list[0]
@@ -128,7 +128,7 @@ async def test_stale_occurrence_beyond_grace_is_only_missed(infra) -> None:
         async with TopicReader(settings, RITUAL_DUE, RITUAL_MISSED) as reader:
             await firer.fire_due()
             await firer.publish_outbox()
-            records = await reader.until(lambda rs: len(rs) >= 1)
+            await reader.until(lambda rs: len(rs) >= 1)
             await reader.quiet(1.0)
         assert len(reader.records) == 1 and reader.records[0]["count"] == 1
     finally:

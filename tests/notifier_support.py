@@ -14,6 +14,7 @@ from typing import Literal
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel
 
+from services.notifier.worker import Notifier, build
 from shared.events import (
     ChannelRef,
     DeadLetter,
@@ -33,8 +34,6 @@ from shared.secrets import SecretBox
 from shared.settings import Settings
 from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY, dlq
 from shared.vault import Vault
-
-from .worker import Notifier, build
 
 
 @dataclass

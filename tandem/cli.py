@@ -1,0 +1,207 @@
+"""The ``tandem`` command: the dev stack, the services, topics, keys and dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+
+from shared.kafka import ensure_topics
+from shared.secrets import SecretBox
+from shared.settings import Settings
+from shared.topics import ALL_TOPICS, dlq
+
+app = typer.Typer(
+    help="Tandem: reminders that keep couples' rituals alive.",
+    no_args_is_help=True,
+    add_completion=False,
+    # A traceback with locals would print TANDEM_SECRET_KEY and tokens.
+    pretty_exceptions_show_locals=False,
+)
+dlq_app = typer.Typer(help="Inspect and re-drive dead-lettered records.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+# Where connection trouble surfaces: aiokafka's errors, sockets, and our own timeouts.
+UNREACHABLE = (KafkaError, OSError, TimeoutError)
+DLQ_SOURCES: tuple[str, ...] = tuple(t for t in ALL_TOPICS if dlq(t) in ALL_TOPICS)
+
+
+class Service(StrEnum):
+    scheduler = "scheduler"
+    content = "content"
+    notifier = "notifier"
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _kafka_settings() -> Settings:
+    """Settings for a command that talks to Kafka and reports its errors itself."""
+    # aiokafka logs each failed connection attempt; our one error line says it better.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"TANDEM_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        _fail(f"invalid setting: {problems}")
+
+
+def _why(exc: BaseException) -> str:
+    # asyncio's timeout carries no message of its own.
+    return "no answer in time" if type(exc) is TimeoutError else repr(exc)
+
+
+def _source_topic(topic: str) -> str:
+    """The topic whose dead letters are meant; ``nudge.ready`` and ``nudge.ready.dlq`` both
+    name the dead letters of ``nudge.ready``."""
+    source = topic.removesuffix(".dlq")
+    if source not in DLQ_SOURCES:
+        raise typer.BadParameter(
+            f"{topic!r} has no dead-letter topic; choose one of {', '.join(DLQ_SOURCES)}",
+            param_hint="TOPIC",
+        )
+    return source
+
+
+@app.command()
+def dev(
+    demo: Annotated[
+        bool, typer.Option(help="Create a demo couple whose nudges land in the local inbox.")
+    ] = False,
+    replicas: Annotated[
+        str | None,
+        typer.Option(help="Processes per service, e.g. notifier=3,scheduler=2 (default 1)."),
+    ] = None,
+    logs: Annotated[
+        bool, typer.Option(help="Also print every service's output here (always in log files).")
+    ] = False,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Where the log files go (default: a new temp dir).")
+    ] = None,
+) -> None:
+    """Run everything locally: broker, Redis, the three services and an inbox."""
+    from tandem.dev import parse_replicas, run
+
+    try:
+        counts = parse_replicas(replicas)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--replicas") from None
+    raise typer.Exit(run(replicas=counts, demo=demo, logs=logs, run_dir=run_dir))
+
+
+@app.command()
+def keygen() -> None:
+    """Print a new key for TANDEM_SECRET_KEY."""
+    typer.echo(SecretBox.generate_key())
+
+
+@app.command("run")
+def run_service(service: Annotated[Service, typer.Argument(help="The service to run.")]) -> None:
+    """Run one service in the foreground, configured by the TANDEM_* environment."""
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", f"services.{service.value}"])
+
+
+@app.command()
+def topics(
+    wait: Annotated[
+        float, typer.Option(min=0, help="Seconds to keep retrying while Kafka is unreachable.")
+    ] = 60.0,
+) -> None:
+    """Create Tandem's topics on TANDEM_KAFKA_BOOTSTRAP where they are missing."""
+    settings = _kafka_settings()
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            asyncio.run(asyncio.wait_for(ensure_topics(settings), timeout=30))
+            break
+        except UNREACHABLE as exc:
+            if time.monotonic() >= deadline:
+                _fail(f"cannot create the topics on {settings.kafka_bootstrap}: {_why(exc)}")
+            # A broker that is still starting (compose) answers within seconds.
+            time.sleep(2)
+    typer.echo(
+        f"{len(ALL_TOPICS)} topics ready on {settings.kafka_bootstrap} "
+        f"({settings.topic_partitions} partitions for new ones)"
+    )
+
+
+TIMEOUT = typer.Option(min=1, help="Give up after this many seconds.")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    topic: Annotated[str, typer.Argument(help="e.g. nudge.ready (or nudge.ready.dlq)")],
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 20,
+    timeout: Annotated[float, TIMEOUT] = 30.0,
+) -> None:
+    """Show the dead letters of TOPIC by partition and offset (the offsets `replay` takes)."""
+    source = _source_topic(topic)
+    from tandem import dlq as dead_letters
+
+    settings = _kafka_settings()
+    try:
+        records = asyncio.run(
+            asyncio.wait_for(dead_letters.read_dead_letters(settings, source, limit), timeout)
+        )
+    except UNREACHABLE as exc:
+        _fail(f"cannot read {dlq(source)} from Kafka at {settings.kafka_bootstrap}: {_why(exc)}")
+    if not records:
+        typer.echo(f"no dead letters on {dlq(source)}")
+        return
+    typer.echo(f"{len(records)} dead letter(s) on {dlq(source)}:")
+    for record in records:
+        letter = record.letter
+        typer.echo(
+            f"- offset {record.offset} (partition {record.partition})  "
+            f"{letter.emitted_at:%Y-%m-%d %H:%M:%S}  from {letter.service}  key={letter.key}"
+        )
+        typer.echo(f"    reason:  {letter.reason}")
+        payload = letter.payload if len(letter.payload) <= 300 else letter.payload[:297] + "..."
+        typer.echo(f"    payload: {payload}")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    topic: Annotated[str, typer.Argument(help="e.g. nudge.ready (or nudge.ready.dlq)")],
+    offset: Annotated[
+        list[int] | None,
+        typer.Option(help="Replay only the letter at this offset (repeatable); default: all."),
+    ] = None,
+    partition: Annotated[
+        int | None, typer.Option(min=0, help="Only letters in this partition of the DLQ.")
+    ] = None,
+    timeout: Annotated[float, TIMEOUT] = 60.0,
+) -> None:
+    """Publish dead letters of TOPIC back to TOPIC for another try (safe to repeat)."""
+    source = _source_topic(topic)
+    from tandem import dlq as dead_letters
+
+    settings = _kafka_settings()
+    try:
+        count = asyncio.run(
+            asyncio.wait_for(
+                dead_letters.replay(settings, source, offset or None, partition=partition),
+                timeout,
+            )
+        )
+    except UNREACHABLE as exc:
+        _fail(f"cannot replay {dlq(source)} on Kafka at {settings.kafka_bootstrap}: {_why(exc)}")
+    typer.echo(f"replayed {count} dead letter(s) to {source}")
+
+
+if __name__ == "__main__":
+    app()
