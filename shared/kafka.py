@@ -22,15 +22,21 @@ from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
 from shared.events import DeadLetter
+from shared.ops import broker_middlewares
 from shared.settings import Settings
 from shared.topics import ALL_TOPICS, dlq
 
 log = logging.getLogger("tandem.kafka")
 
 M = TypeVar("M", bound=BaseModel)
+
+DEAD_LETTERS = Counter(
+    "tandem_dead_letters_total", "Records published to a dead-letter topic", ["topic", "service"]
+)
 
 
 class Poison(Exception):
@@ -61,7 +67,8 @@ def _security(settings: Settings) -> BaseSecurity | None:
 
 
 def make_broker(settings: Settings, *, service: str) -> KafkaBroker:
-    """The FastStream Kafka broker for ``service``, producing with ``acks=all``."""
+    """The FastStream Kafka broker for ``service``, producing with ``acks=all``, with
+    Prometheus metrics and (if configured) tracing (:func:`shared.ops.broker_middlewares`)."""
     return KafkaBroker(
         settings.kafka_bootstrap.split(","),
         client_id=f"{settings.kafka_client_id}-{service}",
@@ -69,7 +76,17 @@ def make_broker(settings: Settings, *, service: str) -> KafkaBroker:
         enable_idempotence=settings.kafka_idempotence,
         security=_security(settings),
         logger=logging.getLogger(f"tandem.{service}.faststream"),
+        middlewares=broker_middlewares(settings, service=service),
     )
+
+
+def declare_publishers(
+    broker: KafkaBroker, service: str, topics: dict[str, type[BaseModel]]
+) -> None:
+    """Name in the AsyncAPI docs (``make docs``) each topic ``service`` publishes to, with its
+    payload model. Docs only: the services publish with ``broker.publish``."""
+    for topic, model in topics.items():
+        broker.publisher(topic, schema=model, title=f"{topic}:{service}")
 
 
 def admin_client(settings: Settings) -> AIOKafkaAdminClient:
@@ -142,6 +159,7 @@ async def dead_letter(
         errors=errors or [],
     )
     await broker.publish(letter, dlq(topic), key=letter.key.encode() if letter.key else None)
+    DEAD_LETTERS.labels(dlq(topic), service).inc()
     log.warning(
         "dead-lettered record",
         extra={"topic": topic, "offset": letter.offset, "reason": reason, "service": service},

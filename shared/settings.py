@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     # Observability
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
+    # /healthz, /readyz and /metrics of content and notifier (the scheduler serves them on
+    # its API port). None: no ops server, so tests and one-off runs open no extra port.
+    ops_host: str = "127.0.0.1"
+    ops_port: int | None = Field(default=None, ge=0, le=65535)
+    # OTLP/HTTP collector base URL (e.g. http://otel-collector:4318); None: no tracing.
+    otlp_endpoint: str | None = None
 
 
 @lru_cache

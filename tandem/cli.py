@@ -139,6 +139,54 @@ def topics(
     )
 
 
+@app.command()
+def docs(
+    out: Annotated[
+        Path | None, typer.Option(help="Write the documents into this folder and exit.")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Where to serve them.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Where to serve them.")] = 8090,
+) -> None:
+    """The AsyncAPI (Kafka contracts) and OpenAPI (scheduler HTTP API) documents, generated
+    from the code: served on HOST:PORT (the AsyncAPI page at /), or written with --out."""
+    from tandem import docs as documents
+
+    if out is not None:
+        for path in documents.write(out):
+            typer.echo(f"wrote {path}")
+        return
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    pages = documents.render()
+    routes = {"/": ("asyncapi.html", "text/html; charset=utf-8")} | {
+        f"/{name}": (name, "application/json") for name in pages if name.endswith(".json")
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            name, kind = routes.get(self.path, (None, "text/plain"))
+            body = pages[name].encode() if name else b"not found"
+            self.send_response(200 if name else 404)
+            self.send_header("content-type", kind)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # quiet
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    url = f"http://{host}:{server.server_address[1]}"
+    typer.echo(f"AsyncAPI {url}/  (json: {url}/asyncapi.json)  OpenAPI {url}/openapi.json")
+    typer.echo("Ctrl-C to stop")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 TIMEOUT = typer.Option(min=1, help="Give up after this many seconds.")
 
 

@@ -26,14 +26,16 @@ from faststream.kafka.annotations import KafkaMessage
 from redis.asyncio import Redis
 
 from shared import topics
-from shared.events import SCHEMA_VERSION, NudgeReady, RitualDue
-from shared.kafka import Poison, decode, guarded, make_broker
+from shared.events import SCHEMA_VERSION, DeadLetter, NudgeReady, RitualDue
+from shared.kafka import Poison, declare_publishers, decode, guarded, make_broker
+from shared.ops import attach, kafka_redis_readiness
 from shared.redis import Keys, make_redis
 from shared.settings import Settings
 
 from .choosing import selection_key
 from .compose import compose
 from .decks import Catalog, default_deck, load_catalog
+from .metrics import PROMPTS
 from .store import ContentStore
 
 SERVICE = "content"
@@ -103,21 +105,34 @@ def build(
     content = Content(catalog, ContentStore(client, Keys(settings.redis_prefix)))
     broker = make_broker(settings, service=SERVICE)
 
-    @broker.subscriber(
+    subscriber = broker.subscriber(
         topics.RITUAL_DUE,
         group_id=GROUP_ID,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         # A new consumer group starts from the oldest record: nothing due is skipped.
         auto_offset_reset="earliest",
     )
+    declare_publishers(
+        broker,
+        SERVICE,
+        {topics.NUDGE_READY: NudgeReady, topics.dlq(topics.RITUAL_DUE): DeadLetter},
+    )
+
+    @subscriber
     @guarded(broker, service=SERVICE)
     async def on_ritual_due(message: KafkaMessage) -> None:
         due = parse(message)
         nudge = await content.nudge(due)
         await broker.publish(nudge, topics.NUDGE_READY, key=due.couple_id.encode())
+        PROMPTS.labels(nudge.prompt.deck).inc()
         log.debug(
             "nudge ready",
-            extra={"occurrence_id": due.occurrence_id, "prompt_id": nudge.prompt.prompt_id},
+            extra={
+                "occurrence_id": due.occurrence_id,
+                "couple_id": due.couple_id,
+                "deck": nudge.prompt.deck,
+                "prompt_id": nudge.prompt.prompt_id,
+            },
         )
 
     async def check_redis() -> None:
@@ -129,4 +144,9 @@ def build(
 
     log.info("content: %d decks loaded (%s)", len(catalog), ", ".join(sorted(catalog.decks)))
     app = FastStream(broker, on_startup=[check_redis], after_shutdown=[close_redis])
+
+    async def readiness() -> dict[str, object]:
+        return await kafka_redis_readiness(broker, client, [subscriber], service=SERVICE)
+
+    attach(app, settings, readiness=readiness, subscribers=[subscriber])
     return broker, app

@@ -50,6 +50,7 @@ from shared.events import (
     NudgeReady,
     Recipient,
 )
+from shared.kafka import DEAD_LETTERS
 from shared.settings import Settings
 from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY, dlq
 from shared.vault import Vault
@@ -115,6 +116,7 @@ class Delivery:
                 "couple %s no longer exists; dropping nudge %s",
                 nudge.couple_id,
                 nudge.occurrence_id,
+                extra=_ids(nudge),
             )
             if claimed is not None:
                 await self.store.ack(claimed)
@@ -136,6 +138,7 @@ class Delivery:
                 nudge.occurrence_id,
                 ",".join(partner_ids),
                 until.isoformat(),
+                extra=_ids(nudge),
             )
             hold = job.model_copy(update={"partners": partner_ids, "reason": "hold"})
             rescheduled |= await self._schedule(hold, until, claimed)
@@ -180,7 +183,12 @@ class Delivery:
 
     async def _prepare(self, nudge: NudgeReady, recipient: Recipient, job: Job) -> _Ready | _Result:
         if await self.vault.is_paused(nudge.couple_id):
-            log.info("couple %s is paused; not sending %s", nudge.couple_id, nudge.occurrence_id)
+            log.info(
+                "couple %s is paused; not sending %s",
+                nudge.couple_id,
+                nudge.occurrence_id,
+                extra=_ids(nudge),
+            )
             metrics.FAILED.labels(final="true").inc()
             await self._failed(nudge, recipient.id, "paused", final=True, attempts=job.errors)
             return _Result()
@@ -236,6 +244,7 @@ class Delivery:
                 continue
             result = await self.channels.send(url, title=title, body=body)
             del url  # the plain URL lives no longer than the send
+            metrics.ATTEMPTS.labels(channel.kind, result.outcome).inc()
             if result.ok:
                 return _Result(delivered=await self._delivered(nudge, ready, channel, attempt))
             errors.append(self._attempt(attempt, channel, result.error))
@@ -247,6 +256,7 @@ class Delivery:
                 channel.id,
                 channel.kind,
                 result.error,
+                extra=_ids(nudge),
             )
             if result.outcome is Outcome.UNKNOWN:
                 retry_from = index  # may have landed: retry this channel, don't fall back
@@ -309,6 +319,7 @@ class Delivery:
             channel.kind,
             attempt,
             event.latency_ms,
+            extra=_ids(nudge),
         )
         return event
 
@@ -335,6 +346,7 @@ class Delivery:
                 errors=[f"attempt {e.attempt} via {e.channel_id}: {e.error}" for e in errors],
             )
             await self.publish(letter, dlq(NUDGE_READY), nudge.couple_id)
+            DEAD_LETTERS.labels(dlq(NUDGE_READY), SERVICE).inc()
             await self._failed(
                 nudge, partner_id, "max attempts reached", final=True, attempts=errors
             )
@@ -343,6 +355,7 @@ class Delivery:
                 nudge.occurrence_id,
                 partner_id,
                 attempt,
+                extra=_ids(nudge),
             )
             return _Result()
         delay = retry_delay(
@@ -358,6 +371,7 @@ class Delivery:
             final=False,
             attempts=errors,
         )
+        metrics.RETRIES.inc()
         retry = job.model_copy(
             update={
                 "partners": [partner_id],
@@ -388,3 +402,8 @@ class Delivery:
             attempts=attempts,
         )
         await self.publish(event, NUDGE_FAILED, nudge.couple_id)
+
+
+def _ids(nudge: NudgeReady) -> dict[str, str]:
+    """The ids every delivery log line carries (``extra=``), for finding one nudge's story."""
+    return {"occurrence_id": nudge.occurrence_id, "couple_id": nudge.couple_id}

@@ -20,6 +20,14 @@ FALLBACKS = Counter(
     "tandem_channel_fallbacks_total", "Times a partner's channel failed and the next was tried"
 )
 HELD = Counter("tandem_nudges_held_total", "Partner deliveries held for quiet hours")
+ATTEMPTS = Counter(
+    "tandem_delivery_attempts_total",
+    "Sends through one channel, by channel kind and outcome (delivered, failed, unknown)",
+    ["channel_kind", "outcome"],
+)
+RETRIES = Counter(
+    "tandem_delivery_retries_total", "Partner deliveries put back on the delay queue to retry"
+)
 LATENCY = Histogram(
     "tandem_nudge_latency_seconds",
     "From scheduled_for to the provider accepting the notification",

@@ -20,12 +20,13 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from shared.events import NudgeReady
-from shared.kafka import decode, guarded, make_broker
+from shared.events import DeadLetter, NudgeDelivered, NudgeFailed, NudgeReady
+from shared.kafka import declare_publishers, decode, guarded, make_broker
+from shared.ops import attach, kafka_redis_readiness
 from shared.redis import Keys, make_redis
 from shared.secrets import SecretBox
 from shared.settings import Settings
-from shared.topics import NUDGE_READY
+from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY, dlq
 from shared.vault import Vault
 
 from .channels import Channels
@@ -147,6 +148,11 @@ def build(settings: Settings) -> Notifier:
         # notifier ever joined are still due to someone.
         auto_offset_reset="earliest",
     )
+    declare_publishers(
+        broker,
+        SERVICE,
+        {NUDGE_DELIVERED: NudgeDelivered, NUDGE_FAILED: NudgeFailed, dlq(NUDGE_READY): DeadLetter},
+    )
 
     @subscriber
     @guarded(broker, service=SERVICE)
@@ -167,6 +173,10 @@ def build(settings: Settings) -> Notifier:
     async def close_redis() -> None:
         await redis.aclose()
 
+    async def readiness() -> dict[str, Any]:
+        return await kafka_redis_readiness(broker, redis, [subscriber], service=SERVICE)
+
+    attach(app, settings, readiness=readiness, subscribers=[subscriber])
     notifier.app = app
     notifier.subscriber = subscriber
     return notifier

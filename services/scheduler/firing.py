@@ -118,6 +118,11 @@ class Firer:
                 ritual.id,
                 len(firing.missed),
                 window,
+                extra={
+                    "couple_id": couple.id,
+                    "ritual_id": ritual.id,
+                    "occurrence_id": missed.occurrence_ids[-1],
+                },
             )
         next_due = firing.next_instant.timestamp() if firing.next_instant else None
         return TrackCommit(track_id, due_raw, next_due, events)
@@ -159,6 +164,12 @@ class Firer:
                 metrics.FIRED.labels(record.get("trigger", "schedule")).inc()
                 scheduled = datetime.fromisoformat(record["scheduled_for"]).timestamp()
                 metrics.LATENESS.observe(max(0.0, done - scheduled))
+                # DEBUG: a herd fires 100,000 of these in a minute; the counters say how many.
+                log.debug(
+                    "fired %s",
+                    record["occurrence_id"],
+                    extra={"occurrence_id": record["occurrence_id"], "couple_id": e.key},
+                )
         return len(acked)
 
     # -- loops --------------------------------------------------------------------------

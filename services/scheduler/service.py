@@ -10,45 +10,59 @@ from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+from fastapi import Response
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis
 
 from services.scheduler.api import create_app
 from services.scheduler.firing import Firer
 from services.scheduler.history import History
 from services.scheduler.store import SchedulerStore
-from shared.events import NudgeDelivered, NudgeFailed, NudgeReady
-from shared.kafka import decode, ensure_topics, guarded, make_broker
+from shared.events import (
+    DeadLetter,
+    NudgeDelivered,
+    NudgeFailed,
+    NudgeReady,
+    RitualDue,
+    RitualMissed,
+)
+from shared.kafka import declare_publishers, decode, ensure_topics, guarded, make_broker
+from shared.ops import consumer_report, render_metrics
 from shared.redis import Keys, make_redis
 from shared.secrets import SecretBox
 from shared.settings import Settings
-from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY
+from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY, RITUAL_DUE, RITUAL_MISSED, dlq
 from shared.vault import Vault
 
 log = logging.getLogger("tandem.scheduler")
 SERVICE = "scheduler"
 
 
-def subscribe_history(broker: KafkaBroker, history: History) -> None:
+def subscribe_history(broker: KafkaBroker, history: History) -> Any:
     """Feed the couple's nudge history from the content and notifier events (one consumer
-    for the three topics: each consumer costs a group join)."""
+    for the three topics: each consumer costs a group join). Returns the subscriber."""
     record = {
         NUDGE_READY: lambda m: history.record_ready(decode(NudgeReady, m)),
         NUDGE_DELIVERED: lambda m: history.record_delivered(decode(NudgeDelivered, m)),
         NUDGE_FAILED: lambda m: history.record_failed(decode(NudgeFailed, m)),
     }
 
-    @broker.subscriber(
+    subscriber = broker.subscriber(
         *record,
         group_id="scheduler-history",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
     )
+
+    @subscriber
     @guarded(broker, service=SERVICE)
     async def on_event(message: KafkaMessage) -> None:
         await record[message.raw_message.topic](message)  # type: ignore[union-attr]
+
+    return subscriber
 
 
 async def redis_config_report(redis: Redis) -> dict[str, Any]:
@@ -84,7 +98,17 @@ class Scheduler:
         )
         self.history = History(self.redis, keys)
         self.broker = make_broker(settings, service=SERVICE)
-        subscribe_history(self.broker, self.history)
+        self.subscriber = subscribe_history(self.broker, self.history)
+        # The firing loop publishes these from the outbox (raw JSON); declared for the docs.
+        declare_publishers(
+            self.broker,
+            SERVICE,
+            {
+                RITUAL_DUE: RitualDue,
+                RITUAL_MISSED: RitualMissed,
+                **{dlq(t): DeadLetter for t in (NUDGE_READY, NUDGE_DELIVERED, NUDGE_FAILED)},
+            },
+        )
         self.firer = Firer(self.store, self.broker, settings)
         self.app = create_app(
             settings,
@@ -92,6 +116,9 @@ class Scheduler:
             self.history,
             on_enqueue=self.firer._outbox_ready.set,
             readiness=self.readiness,
+        )
+        self.app.add_api_route(
+            "/metrics", self.metrics, methods=["GET"], tags=["ops"], response_class=Response
         )
         self._stop = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -106,8 +133,18 @@ class Scheduler:
         except Exception as exc:  # readiness reports, it does not raise
             report["redis"] = {"error": str(exc)}
         report["kafka"] = {"connected": await self.broker.ping(timeout=2)}
-        report["ready"] = "error" not in report["redis"] and report["kafka"]["connected"]
+        report["consumers"] = await consumer_report([self.subscriber])
+        report["ready"] = (
+            "error" not in report["redis"]
+            and report["kafka"]["connected"]
+            and report["consumers"]["ok"]
+        )
         return report
+
+    async def metrics(self) -> Response:
+        """Prometheus metrics of this replica (no token, like /healthz)."""
+        body = await render_metrics([self.subscriber])
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def start(self) -> None:
         report = await redis_config_report(self.redis)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -297,15 +298,20 @@ async def test_trigger_publishes_ritual_due_now(infra, running) -> None:
 async def test_plugin_channels_are_accepted_only_when_the_plugin_is_loaded(
     module_infra, tmp_path
 ) -> None:
-    import shutil
-
     from services.scheduler.service import Scheduler
 
+    # Apprise keeps loaded plugins for the life of the process: a schema of this test's own.
+    schema = f"tandemtest{uuid.uuid4().hex[:8]}"
     plugins = tmp_path / "plugins"
     plugins.mkdir()
-    shutil.copy("services/notifier/plugins_example/tandemlog.py", plugins / "tandemlog.py")
+    (plugins / f"{schema}.py").write_text(
+        "from apprise.decorators import notify\n\n"
+        f"@notify(on={schema!r})\n"
+        "def send(body, title, notify_type, meta, *args, **kwargs):\n"
+        "    return True\n"
+    )
     body = couple_body()
-    body["partners"][0]["channels"] = [{"url": f"tandemlog://{tmp_path}/sam.jsonl", "kind": "push"}]
+    body["partners"][0]["channels"] = [{"url": f"{schema}://somewhere/sam", "kind": "push"}]
     for plugins_dir, status in ((None, 422), (plugins, 201)):
         scheduler = Scheduler(module_infra.settings(plugins_dir=plugins_dir))
         transport = httpx.ASGITransport(app=scheduler.app)

@@ -80,3 +80,27 @@ def test_scalable_services_have_no_fixed_name_or_host_port(
         assert "ports" not in services[name]
     assert services["scheduler"]["ports"] == ["8080:8080"]
     assert _environment(services["scheduler"])["TANDEM_API_HOST"] == "0.0.0.0"
+
+
+def test_prometheus_scrapes_every_service_where_it_serves_metrics(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    prometheus = services["prometheus"]
+    assert prometheus["image"].startswith("prom/prometheus")
+    mount = next(
+        v for v in prometheus["volumes"] if v.endswith(":/etc/prometheus/prometheus.yml:ro")
+    )
+    config = yaml.safe_load((COMPOSE.parent / mount.split(":")[0]).read_text())
+    targets = {
+        name: sd["port"]
+        for job in config["scrape_configs"]
+        for sd in job.get("dns_sd_configs", [])
+        for name in sd["names"]
+    }
+    # the scheduler serves /metrics on its API; content and notifier on their ops port
+    assert targets["scheduler"] == int(_environment(services["scheduler"])["TANDEM_API_PORT"])
+    for name in ("content", "notifier"):
+        env = _environment(services[name])
+        assert env["TANDEM_OPS_HOST"] == "0.0.0.0", name  # reachable from Prometheus
+        assert targets[name] == int(env["TANDEM_OPS_PORT"]), name
+        assert f":{env['TANDEM_OPS_PORT']}/healthz" in str(services[name]["healthcheck"]["test"])

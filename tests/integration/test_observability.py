@@ -1,0 +1,199 @@
+"""Observability of the three services run as processes: /healthz, /readyz and /metrics on
+each (content and notifier on their ops port, the scheduler on its API), and one trace per
+nudge across scheduler, content and notifier, exported over OTLP/HTTP to a local receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from tandem.embedded import free_port, wait_for_port
+from tests.integration.scheduler_helpers import ADMIN, couple_body
+
+pytestmark = pytest.mark.e2e
+
+SERVICES = ("scheduler", "content", "notifier")
+
+
+class Receiver:
+    """A tiny OTLP/HTTP trace receiver on 127.0.0.1: keeps (service, trace id, span name)."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, str, str]] = []
+        self.lock = threading.Lock()
+        spans, lock = self.spans, self.lock
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                if self.headers.get("content-encoding") == "gzip":
+                    body = gzip.decompress(body)
+                request = ExportTraceServiceRequest.FromString(body)
+                with lock:
+                    for resource in request.resource_spans:
+                        attrs = {a.key: a.value.string_value for a in resource.resource.attributes}
+                        for scope in resource.scope_spans:
+                            for span in scope.spans:
+                                spans.append(
+                                    (attrs.get("service.name", ""), span.trace_id.hex(), span.name)
+                                )
+                answer = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def traces(self) -> dict[str, set[str]]:
+        """Trace id -> the services that sent spans of it."""
+        with self.lock:
+            found: dict[str, set[str]] = {}
+            for service, trace_id, _ in self.spans:
+                found.setdefault(trace_id, set()).add(service)
+            return found
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    try:
+        yield r
+    finally:
+        r.server.shutdown()
+        r.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def suite(module_infra, receiver) -> Iterator[dict[str, str]]:
+    """The three services as processes, traced and with ops ports; yields each one's base
+    URL for /healthz, /readyz and /metrics (the scheduler's is also its API)."""
+    ports = {name: free_port() for name in SERVICES}
+    env = module_infra.env(
+        api_port=ports["scheduler"], log_format="console", otlp_endpoint=receiver.url
+    )
+    env["OTEL_BSP_SCHEDULE_DELAY"] = "200"  # ms: spans reach the receiver quickly
+    procs = {}
+    for name in SERVICES:
+        proc_env = dict(env)
+        if name != "scheduler":
+            proc_env["TANDEM_OPS_PORT"] = str(ports[name])
+        procs[name] = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            env=proc_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+    try:
+        for name in SERVICES:
+            wait_for_port(ports[name], timeout=60, proc=procs[name])
+        yield {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    finally:
+        for proc in procs.values():
+            proc.send_signal(signal.SIGTERM)
+        failures = {}
+        for name, proc in procs.items():
+            try:
+                code = proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+            if code != 0:
+                failures[name] = (code, proc.stderr.read().decode()[-3000:] if proc.stderr else "")
+        assert not failures, failures
+
+
+async def _until(check, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+async def _all_ready(client: httpx.AsyncClient, suite: dict[str, str]) -> bool:
+    answers = [await client.get(f"{url}/readyz") for url in suite.values()]
+    return all(a.status_code == 200 for a in answers)
+
+
+async def test_one_trace_spans_the_three_services(suite, receiver, inbox) -> None:
+    api = suite["scheduler"]
+    async with httpx.AsyncClient(headers=ADMIN, timeout=10, trust_env=False) as client:
+        await _until(lambda: _all_ready(client, suite), 60, "every service ready")
+        couple = (await client.post(f"{api}/v1/couples", json=couple_body(inbox))).json()
+        later = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
+        ritual = await client.post(
+            f"{api}/v1/couples/{couple['id']}/rituals",
+            json={"kind": "evening_checkin", "schedule": {"at": later.isoformat()}},
+        )
+        assert ritual.status_code == 201, ritual.text
+        triggered = await client.post(f"{api}/v1/rituals/{ritual.json()['id']}/trigger")
+        assert triggered.status_code == 202, triggered.text
+
+        await asyncio.to_thread(
+            inbox.wait_for, lambda rs: {r.address for r in rs} >= {"sam", "alex"}, 60
+        )
+        everyone = {f"tandem-{name}" for name in SERVICES}
+
+        async def spanning() -> list[str]:
+            return [t for t, services in receiver.traces().items() if services >= everyone]
+
+        traces = await _until(spanning, 20, f"a trace with spans from {everyone}")
+        names = {(s, n) for s, t, n in receiver.spans if t == traces[0]}
+        assert ("tandem-scheduler", "ritual.due publish") in names, names
+        assert ("tandem-content", "ritual.due process") in names, names
+        assert ("tandem-content", "nudge.ready publish") in names, names
+        assert ("tandem-notifier", "nudge.ready process") in names, names
+
+
+async def test_health_readiness_and_metrics(suite) -> None:
+    async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
+        for url in suite.values():
+            assert (await client.get(f"{url}/healthz")).status_code == 200
+        await _until(lambda: _all_ready(client, suite), 60, "every service ready")
+        ready = (await client.get(f"{suite['notifier']}/readyz")).json()
+        assert ready["consumers"]["assigned_partitions"]["notifier"] > 0
+        assert ready["redis"]["ok"] and ready["kafka"]["ok"]
+        ready = (await client.get(f"{suite['scheduler']}/readyz")).json()
+        assert ready["consumers"]["assigned_partitions"]["scheduler-history"] > 0
+
+        metrics = {name: (await client.get(f"{url}/metrics")).text for name, url in suite.items()}
+    for name in SERVICES:
+        # FastStream's per-handler metrics and the consumer lag of the service's group
+        assert "faststream_received_messages_total" in metrics[name], name
+        assert "tandem_consumer_lag{" in metrics[name], name
+    assert "tandem_occurrences_fired_total" in metrics["scheduler"]
+    assert "tandem_fire_lateness_seconds_bucket" in metrics["scheduler"]
+    assert "tandem_prompts_chosen_total" in metrics["content"]
+    assert 'tandem_consumer_lag{group="content",topic="ritual.due"}' in metrics["content"]
+    for metric in (
+        "tandem_delivery_attempts_total",
+        "tandem_delivery_retries_total",
+        "tandem_partner_skew_seconds_bucket",
+        "tandem_dead_letters_total",
+    ):
+        assert metric in metrics["notifier"], metric
