@@ -25,6 +25,7 @@ RitualKind = Literal[
     "weekly_questions",
     "relationship_checkin",
     "custom",
+    "weekly_summary",  # the opt-in weekly summary, fired like a ritual of the couple's
 ]
 RITUAL_KINDS: tuple[str, ...] = RitualKind.__args__  # type: ignore[attr-defined]
 Delivery = Literal["together", "local"]
@@ -79,8 +80,31 @@ class Recipient(PartnerInfo):
     quiet_hours: QuietHours | None = None
 
 
+class RitualKept(Contract):
+    ritual_id: str
+    title: str
+    kept: int  # occurrences both partners marked done this week
+    total: int  # occurrences due this week
+    streak: int
+
+
+class WeeklySummary(Contract):
+    """What the opt-in weekly summary reports (names only, never what a partner wrote)."""
+
+    week_start: date
+    rituals: list[RitualKept]
+    next_date_night: AwareDatetime | None = None
+    next_planner: str | None = None  # partner id
+
+
 class RitualDue(Event):
-    """scheduler -> content: a ritual is due for these recipients at ``scheduled_for``."""
+    """scheduler -> content: a ritual is due for these recipients at ``scheduled_for``.
+
+    ``purpose`` says what kind of nudge it is: the ritual itself, the "you both did it"
+    note after both partners marked it done, or the weekly summary. A snoozed occurrence
+    fires again under a new id that names its ``origin_occurrence_id``, so it gets the
+    same prompt and is delivered as a nudge of its own.
+    """
 
     occurrence_id: str
     couple_id: str
@@ -105,7 +129,14 @@ class RitualDue(Event):
     # "hold_both": if one partner of a "together" nudge is in quiet hours, hold both.
     quiet_hours_policy: Literal["hold_both", "per_partner"] = "hold_both"
     catch_up: bool = False
-    trigger: Literal["schedule", "manual"] = "schedule"
+    trigger: Literal["schedule", "manual", "snooze"] = "schedule"
+    purpose: Literal["ritual", "celebration", "summary"] = "ritual"
+    origin_occurrence_id: str | None = None
+    # The couple's shared goals from last quarter (relationship check-in): shown where the
+    # channel has room (e-mail), only counted on a lock screen.
+    goals: list[str] = Field(default_factory=list)
+    streak: int = Field(default=0, ge=0)
+    summary: WeeklySummary | None = None
 
     @property
     def local_date(self) -> date:
@@ -128,6 +159,8 @@ class Message(Contract):
     title: str = Field(max_length=60)
     body: str = Field(max_length=240)
     long_body: str | None = None
+    # Signed links for this partner: "done", "snooze", "skip" -> URL (see shared.links).
+    actions: dict[str, str] = Field(default_factory=dict)
 
 
 class NudgeReady(RitualDue):

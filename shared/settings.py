@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     admin_token: str | None = None
+    # Where partners' phones reach the API, for the action links in nudges
+    # (default: http://<api_host>:<api_port>).
+    public_url: str | None = None
     # Fernet key (urlsafe base64, 32 bytes) that encrypts channel URLs at rest.
     secret_key: str | None = None
 
@@ -70,6 +73,11 @@ class Settings(BaseSettings):
     ops_port: int | None = Field(default=None, ge=0, le=65535)
     # OTLP/HTTP collector base URL (e.g. http://otel-collector:4318); None: no tracing.
     otlp_endpoint: str | None = None
+
+
+    @property
+    def api_url(self) -> str:
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
 
 @lru_cache
