@@ -6,8 +6,12 @@ a couple token only its own couple and rituals.
 """
 
 import asyncio
+import dataclasses
 import functools
+import hashlib
 import hmac
+import html
+import json
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, time, timedelta
@@ -17,14 +21,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import apprise
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from services.scheduler import recurrence, rituals
+from services.scheduler import answers, calendar_feed, recurrence, rituals
 from services.scheduler.firing import outgoing_due
 from services.scheduler.history import History
+from services.scheduler.keeping import AnswerError, Keeping, quarter_of
 from services.scheduler.rituals import Channel, Couple, Partner, Ritual, ScheduleSpec
 from services.scheduler.store import SchedulerStore
+from shared import links
 from shared.events import ChannelKind, Delivery, QuietHours, RitualKind
 from shared.ids import new_id
 from shared.redaction import redact
@@ -102,6 +108,23 @@ class RitualIn(Body):
     rotation: Literal["alternate"] | None = None
     deck: str | None = Field(default=None, min_length=1, max_length=64)
     quiet_hours_policy: Literal["hold_both", "per_partner"] = "hold_both"
+    celebrate: bool = False
+    celebrate_sms: bool = False
+
+
+class AckIn(Body):
+    action: Literal["done", "snooze", "skip"]
+    minutes: int | None = Field(default=None, ge=1, le=240, description="snooze length")
+    partner_id: str | None = Field(
+        default=None, description="who answers; required unless the occurrence is one partner's"
+    )
+
+
+class GoalIn(Body):
+    text: str = Field(min_length=1, max_length=200)
+    quarter: str | None = Field(
+        default=None, pattern=r"^\d{4}-Q[1-4]$", description="e.g. 2026-Q4; default: this one"
+    )
 
 
 class RitualPatch(Body):
@@ -111,6 +134,8 @@ class RitualPatch(Body):
     rotation: Literal["alternate"] | None = None
     deck: str | None = Field(default=None, min_length=1, max_length=64)
     quiet_hours_policy: Literal["hold_both", "per_partner"] | None = None
+    celebrate: bool | None = None
+    celebrate_sms: bool | None = None
 
 
 def _known_zone(value: str) -> str:
@@ -134,6 +159,7 @@ def create_app(
     settings: Settings,
     store: SchedulerStore,
     history: History,
+    keeping: Keeping,
     on_enqueue: Callable[[], None] = lambda: None,
     readiness: Callable[[], Awaitable[dict[str, Any]]] | None = None,
 ) -> FastAPI:
@@ -141,7 +167,10 @@ def create_app(
     the outbox, so the publisher need not wait for its next tick."""
     if not settings.admin_token:
         raise ValueError("TANDEM_ADMIN_TOKEN must be set for the scheduler API")
+    if not settings.secret_key:
+        raise ValueError("TANDEM_SECRET_KEY must be set (make one with `tandem keygen`)")
     admin_token = settings.admin_token
+    secret_key = settings.secret_key
     asset = apprise.AppriseAsset(
         plugin_paths=[str(settings.plugins_dir)] if settings.plugins_dir else []
     )
@@ -302,9 +331,18 @@ def create_app(
         await store.create_couple(couple, token, urls)
         return {**couple.model_dump(mode="json"), "token": token}
 
+    def feed_token(couple_id: str) -> str:
+        # Derived, not stored: the feed URL is a capability only the secret key can mint.
+        mac = hmac.new(secret_key.encode(), f"feed:{couple_id}".encode(), hashlib.sha256)
+        return mac.hexdigest()[:32]
+
     @app.get("/v1/couples/{couple_id}", tags=["couples"])
     async def get_couple(couple_id: str, who: Principal) -> dict[str, Any]:
-        return (await couple_for(couple_id, who)).model_dump(mode="json")
+        couple = await couple_for(couple_id, who)
+        feed = (
+            f"{settings.api_url}/v1/couples/{couple.id}/calendar.ics?feed={feed_token(couple.id)}"
+        )
+        return {**couple.model_dump(mode="json"), "calendar_feed": feed}
 
     @app.patch("/v1/couples/{couple_id}", tags=["couples"])
     async def patch_couple(couple_id: str, body: CouplePatch, who: Principal) -> dict[str, Any]:
@@ -345,6 +383,8 @@ def create_app(
             rotation=body.rotation if "rotation" in body.model_fields_set else defaults.rotation,
             deck=body.deck,
             quiet_hours_policy=body.quiet_hours_policy,
+            celebrate=body.celebrate,
+            celebrate_sms=body.celebrate_sms,
             created_at=datetime.now(UTC),
         )
         await check(couple, ritual)
@@ -416,6 +456,118 @@ def create_app(
         couple = await couple_for(couple_id, who)
         return {"nudges": await history.recent(couple.id, limit)}
 
+    # -- partners answering back ---------------------------------------------------------
+    async def take_answer(
+        couple: Couple, occurrence_id: str, partner_id: str | None, action: str, minutes: int | None
+    ) -> dict[str, Any]:
+        try:
+            ref = answers.parse_occurrence(occurrence_id)
+        except ValueError as exc:
+            raise HTTPException(404, str(exc)) from None
+        ritual = await store.get_ritual(ref.ritual_id)
+        if ritual is None or ritual.couple_id != couple.id:
+            raise HTTPException(404, "occurrence not found")
+        partner_id = partner_id or ref.partner_id
+        if partner_id is None:
+            raise Invalid(["body", "partner_id"], "say which partner answers")
+        try:
+            done = await keeping.answer(
+                couple, ritual, ref, partner_id, action, minutes, now=datetime.now(UTC)
+            )
+        except AnswerError as exc:
+            raise HTTPException(exc.status, exc.reason) from None
+        if done.refire or done.celebrated:
+            on_enqueue()
+        return dataclasses.asdict(done)
+
+    @app.post("/v1/occurrences/{occurrence_id:path}/ack", tags=["answers"])
+    async def ack(occurrence_id: str, body: AckIn, who: Principal) -> dict[str, Any]:
+        """Answer a nudge: done, snooze (re-fires once for that partner) or skip."""
+        try:
+            ritual_id = answers.parse_occurrence(occurrence_id).ritual_id
+        except ValueError as exc:
+            raise HTTPException(404, str(exc)) from None
+        ritual = await store.get_ritual(ritual_id)
+        if ritual is None:
+            raise HTTPException(404, "occurrence not found")
+        couple = await couple_for(ritual.couple_id, who)
+        return await take_answer(couple, occurrence_id, body.partner_id, body.action, body.minutes)
+
+    async def link_answer(token: str) -> dict[str, Any]:
+        try:
+            grant = links.verify(secret_key, token)
+        except links.LinkError as exc:
+            status = 410 if "expired" in str(exc) else 403 if "signature" in str(exc) else 400
+            raise HTTPException(status, str(exc)) from None
+        couple = await store.get_couple(grant.couple_id)
+        if couple is None:
+            raise HTTPException(404, "couple not found")
+        return await take_answer(
+            couple, grant.occurrence_id, grant.partner_id, grant.action, grant.minutes
+        )
+
+    @app.post("/a/{token}", tags=["answers"])
+    async def link_post(token: str) -> dict[str, Any]:
+        """A signed action link, as an action button posts it (no other credential)."""
+        return await link_answer(token)
+
+    @app.get("/a/{token}", tags=["answers"], response_class=HTMLResponse)
+    async def link_get(token: str) -> HTMLResponse:
+        """A signed action link opened from a nudge: acts, and says so in a tiny page."""
+        try:
+            done = await link_answer(token)
+        except HTTPException as exc:
+            return HTMLResponse(_page("That link did not work", str(exc.detail)), exc.status_code)
+        said = {
+            "done": "Marked done.",
+            "snooze": "Snoozed: we'll remind you again soon.",
+            "skip": "Skipped this one.",
+        }[done["action"]]
+        if done["completion"] == "both":
+            said += f" You both did it ({done['streak']} in a row)."
+        return HTMLResponse(_page("Tandem", said))
+
+    @app.post("/v1/couples/{couple_id}/goals", status_code=201, tags=["goals"])
+    async def add_goal(couple_id: str, body: GoalIn, who: Principal) -> dict[str, Any]:
+        couple = await couple_for(couple_id, who)
+        today = datetime.now(ZoneInfo(couple.partners[0].timezone)).date()
+        goal = {
+            "id": new_id("gol"),
+            "text": body.text,
+            "quarter": body.quarter or quarter_of(today),
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+        await store.add_goal(couple.id, goal["id"], json.dumps(goal))
+        return goal
+
+    @app.get("/v1/couples/{couple_id}/goals", tags=["goals"])
+    async def list_goals(couple_id: str, who: Principal) -> dict[str, Any]:
+        couple = await couple_for(couple_id, who)
+        goals = [json.loads(g) for g in await store.goals(couple.id)]
+        return {"goals": sorted(goals, key=lambda g: (g["quarter"], g["created_at"]), reverse=True)}
+
+    @app.delete("/v1/couples/{couple_id}/goals/{goal_id}", status_code=204, tags=["goals"])
+    async def delete_goal(couple_id: str, goal_id: str, who: Principal) -> Response:
+        couple = await couple_for(couple_id, who)
+        if not await store.delete_goal(couple.id, goal_id):
+            raise HTTPException(404, "goal not found")
+        return Response(status_code=204)
+
+    @app.get("/v1/couples/{couple_id}/calendar.ics", tags=["couples"])
+    async def calendar(couple_id: str, request: Request, feed: str | None = None) -> Response:
+        """The couple's rituals for phone calendars: with the couple's token, or with the
+        secret ``feed`` parameter of the couple's ``calendar_feed`` URL."""
+        if feed is None:
+            couple = await couple_for(couple_id, await principal(request))
+        elif hmac.compare_digest(feed, feed_token(couple_id)):
+            couple = await couple_for(couple_id, None)
+        else:
+            raise HTTPException(401, "wrong calendar feed token")
+        body = calendar_feed.feed(
+            couple, await store.list_rituals(couple.id), now=datetime.now(UTC)
+        )
+        return Response(body, media_type="text/calendar; charset=utf-8")
+
     # -- views -------------------------------------------------------------------------
     async def upcoming_of(couple: Couple, ritual: Ritual, count: int) -> list[dict[str, Any]]:
         """Exactly what will fire: each track's stored next instant, then the rule's slots
@@ -456,6 +608,17 @@ def create_app(
         view = ritual.model_dump(mode="json")
         nxt = await upcoming_of(couple, ritual, 1)
         view["next"] = nxt[0] if nxt else None
+        view["streak"] = await keeping.streak(couple, ritual, datetime.now(UTC))
         return view
 
     return app
+
+
+def _page(title: str, text: str) -> str:
+    return (
+        "<!doctype html><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width,initial-scale=1">'
+        f"<title>{html.escape(title)}</title>"
+        "<body style='font:18px system-ui;margin:3em auto;max-width:28em;text-align:center'>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body>"
+    )

@@ -11,8 +11,10 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from faststream.kafka import KafkaBroker
 
@@ -25,6 +27,9 @@ from shared.topics import RITUAL_DUE, RITUAL_MISSED
 log = logging.getLogger("tandem.scheduler.firing")
 
 OUTBOX_BATCH = 2000
+# Kinds whose firings carry more than the ritual: last quarter's goals, the week's numbers.
+ENRICHED_KINDS = frozenset({"relationship_checkin", "weekly_summary"})
+Extras = Callable[[rituals.Couple, rituals.Ritual, date, datetime], Awaitable[dict[str, Any]]]
 
 
 def outgoing_due(event: RitualDue) -> Outgoing:
@@ -38,12 +43,18 @@ class Firer:
         broker: KafkaBroker,
         settings: Settings,
         clock: Callable[[], float] = time.time,
+        extras: Extras | None = None,
     ) -> None:
+        self.extras = extras
         self.store = store
         self.broker = broker
         self.settings = settings
         self.clock = clock
         self._outbox_ready = asyncio.Event()
+
+    def wake(self) -> None:
+        """Tell the publisher the outbox has something new (a trigger, a snooze)."""
+        self._outbox_ready.set()
 
     # -- one step each ------------------------------------------------------------------
     async def fire_due(self) -> int:
@@ -63,7 +74,13 @@ class Firer:
             ritual = ritual_map.get(track_id.split("/", 1)[0])
             couple = couples.get(ritual.couple_id) if ritual else None
             try:
-                commits.append(self._decide(track_id, due_raw, couple, ritual, now_dt))
+                extra: dict[str, Any] = {}
+                if self.extras and ritual and couple and ritual.kind in ENRICHED_KINDS:
+                    zone = ZoneInfo(rituals.schedule_zone(couple, ritual))
+                    extra = await self.extras(
+                        couple, ritual, now_dt.astimezone(zone).date(), now_dt
+                    )
+                commits.append(self._decide(track_id, due_raw, couple, ritual, now_dt, extra))
             except Exception:
                 # Leave it leased: it is retried when the lease runs out, and logged loudly
                 # meanwhile, rather than silently dropped from the schedule.
@@ -80,6 +97,7 @@ class Firer:
         couple: rituals.Couple | None,
         ritual: rituals.Ritual | None,
         now: datetime,
+        extra: dict[str, Any] | None = None,
     ) -> TrackCommit:
         if couple is None or ritual is None or couple.paused:
             return TrackCommit(track_id, due_raw, None, ())
@@ -98,7 +116,7 @@ class Firer:
         firing = rituals.fire(couple, ritual, track, due_at, now, window)
         events = []
         if firing.due is not None:
-            events.append(outgoing_due(firing.due))
+            events.append(outgoing_due(firing.due.model_copy(update=extra or {})))
         if firing.missed:
             missed = RitualMissed(
                 couple_id=couple.id,

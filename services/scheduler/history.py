@@ -93,6 +93,11 @@ class History:
             event.couple_id, event.occurrence_id, {f"status:{event.partner_id}": json.dumps(status)}
         )
 
+    async def record_answer(
+        self, couple_id: str, occurrence_id: str, partner_id: str, action: str
+    ) -> None:
+        await self._write(couple_id, occurrence_id, {f"answer:{partner_id}": json.dumps(action)})
+
     async def recent(self, couple_id: str, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` occurrences, newest first, with per-partner prompt and status."""
         ids = await self.redis.zrevrange(self._index(couple_id), 0, limit - 1)
@@ -112,6 +117,12 @@ class History:
                 kind, _, partner = name.partition(":")
                 if kind in ("msg", "status"):
                     partners.setdefault(partner, {"status": "pending"}).update(json.loads(value))
+                elif kind == "answer":
+                    partners.setdefault(partner, {"status": "pending"})["answer"] = json.loads(
+                        value
+                    )
+            done = sum(1 for p in partners.values() if p.get("answer") == "done")
+            item["completion"] = "both" if done >= 2 else "one" if done == 1 else "neither"
             item["partners"] = partners
             out.append(item)
         return out

@@ -89,6 +89,10 @@ class Ritual(Model):
     rotation: Literal["alternate"] | None = None
     deck: str | None = None
     quiet_hours_policy: Literal["hold_both", "per_partner"] = "hold_both"
+    # "You both did it" after both partners marked a firing done: opt-in, and not by SMS
+    # unless asked (a text message costs money and attention).
+    celebrate: bool = False
+    celebrate_sms: bool = False
     created_at: AwareDatetime
 
 
@@ -117,6 +121,9 @@ KIND_DEFAULTS: dict[str, KindDefaults] = {
         "Quarterly relationship check-in", "FREQ=MONTHLY;INTERVAL=3;BYDAY=1SU;BYHOUR=10;BYMINUTE=0"
     ),
     "custom": KindDefaults("Our ritual", "FREQ=DAILY;BYHOUR=20;BYMINUTE=0"),
+    "weekly_summary": KindDefaults(
+        "Your week together", "FREQ=WEEKLY;BYDAY=SU;BYHOUR=18;BYMINUTE=0"
+    ),
 }
 
 
@@ -191,7 +198,7 @@ def ritual_due(
     slot: recurrence.Slot,
     *,
     catch_up: bool = False,
-    trigger: Literal["schedule", "manual"] = "schedule",
+    trigger: Literal["schedule", "manual", "snooze"] = "schedule",
 ) -> RitualDue:
     """The ``ritual.due`` event for one firing of ``track``."""
     recipients = [
@@ -218,6 +225,7 @@ def ritual_due(
         quiet_hours_policy=ritual.quiet_hours_policy,
         catch_up=catch_up,
         trigger=trigger,
+        purpose="summary" if ritual.kind == "weekly_summary" else "ritual",
     )
 
 

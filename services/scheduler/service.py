@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from services.scheduler.api import create_app
 from services.scheduler.firing import Firer
 from services.scheduler.history import History
+from services.scheduler.keeping import Keeping
 from services.scheduler.store import SchedulerStore
 from shared.events import (
     DeadLetter,
@@ -109,12 +110,14 @@ class Scheduler:
                 **{dlq(t): DeadLetter for t in (NUDGE_READY, NUDGE_DELIVERED, NUDGE_FAILED)},
             },
         )
-        self.firer = Firer(self.store, self.broker, settings)
+        self.keeping = Keeping(self.store, self.history)
+        self.firer = Firer(self.store, self.broker, settings, extras=self.keeping.extras)
         self.app = create_app(
             settings,
             self.store,
             self.history,
-            on_enqueue=self.firer._outbox_ready.set,
+            self.keeping,
+            on_enqueue=self.firer.wake,
             readiness=self.readiness,
         )
         self.app.add_api_route(
@@ -152,9 +155,18 @@ class Scheduler:
         for problem in self.redis_problems:
             log.warning("redis configuration: %s", problem)
         await ensure_topics(self.settings)
-        await self.broker.start()
+        # Fire as soon as the producer is connected: starting the history consumer waits for
+        # its group to hand out partitions, which after a crash takes until the dead member's
+        # session has expired (10-20 s), and firing must not wait on history.
+        await self.broker.connect()
         self._stop.clear()
         self._loop_task = asyncio.create_task(self.firer.run(self._stop))
+        try:
+            await self.broker.start()
+        except BaseException:
+            self._stop.set()
+            await self._loop_task
+            raise
 
     async def stop(self) -> None:
         self._stop.set()
@@ -165,7 +177,6 @@ class Scheduler:
 
     async def run(self) -> None:
         """Serve the API and fire until SIGINT or SIGTERM, then stop cleanly (exit 0)."""
-        await self.start()
         config = uvicorn.Config(
             self.app,
             host=self.settings.api_host,
@@ -175,8 +186,11 @@ class Scheduler:
         )
         server = _Server(config)
         loop = asyncio.get_running_loop()
+        # Before start(): a signal while the history consumer is still joining its group is
+        # a clean stop too (the server then exits at once), not death by the default action.
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, setattr, server, "should_exit", True)
+        await self.start()
         try:
             await server.serve()
         finally:

@@ -116,6 +116,10 @@ class TrackCommit:
     events: Sequence[Outgoing]
 
 
+# Answers matter for streaks and summaries for about a year.
+ANSWER_TTL_SECONDS = 400 * 86400
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -205,8 +209,9 @@ class SchedulerStore:
             pipe.delete(self._couple_token(couple.id))
             if digest:
                 pipe.delete(self._token(digest))
+            pipe.delete(self._goals(couple.id))
             for ritual in rituals:
-                pipe.delete(self._ritual(ritual.id))
+                pipe.delete(self._ritual(ritual.id), self._kept(ritual.id))
             self._unschedule(pipe, tracks)
             self.vault.forget(pipe, couple.id)
             await pipe.execute()
@@ -264,7 +269,7 @@ class SchedulerStore:
 
     async def delete_ritual(self, ritual: Ritual, tracks: Sequence[str]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self._ritual(ritual.id))
+            pipe.delete(self._ritual(ritual.id), self._kept(ritual.id))
             pipe.srem(self._couple_rituals(ritual.couple_id), ritual.id)
             self._unschedule(pipe, tracks)
             await pipe.execute()
@@ -293,13 +298,13 @@ class SchedulerStore:
         keys = [self._queue, self._due, self._outbox, self._outbox_payloads]
         return int(await self._commit(keys=keys, args=args))
 
-    async def enqueue(self, now: float, events: Sequence[Outgoing]) -> None:
-        """Put events straight into the outbox (a manual trigger); an id already there is
-        kept as it is."""
+    async def enqueue(self, visible_at: float, events: Sequence[Outgoing]) -> None:
+        """Put events straight into the outbox, to be sent from ``visible_at`` on (a manual
+        trigger now, a snooze later); an id already there is kept as it is."""
         async with self.redis.pipeline(transaction=True) as pipe:
             for event in events:
                 pipe.hsetnx(self._outbox_payloads, event.id, event.encode())
-                pipe.zadd(self._outbox, {event.id: now}, nx=True)
+                pipe.zadd(self._outbox, {event.id: visible_at}, nx=True)
             await pipe.execute()
 
     async def lease_outbox(self, now: float, lease_until: float, limit: int) -> list[Outgoing]:
@@ -325,6 +330,50 @@ class SchedulerStore:
         """The epoch second at which the earliest track becomes claimable, if any."""
         head = await self.redis.zrange(self._queue, 0, 0, withscores=True)
         return float(head[0][1]) if head else None
+
+    # -- answers ------------------------------------------------------------------------
+    def _slot(self, ritual_id: str, slot: str) -> str:
+        return self.k("sched", "slot", ritual_id, slot)
+
+    def _kept(self, ritual_id: str) -> str:
+        return self.k("sched", "kept", ritual_id)
+
+    def _goals(self, couple_id: str) -> str:
+        return self.k("sched", "goals", couple_id)
+
+    async def record_answer(
+        self, ritual_id: str, slot: str, partner_id: str, action: str
+    ) -> dict[str, str]:
+        """Record a partner's answer for a slot; returns every partner's answer so far."""
+        key = self._slot(ritual_id, slot)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, f"answer:{partner_id}", action)
+            pipe.expire(key, ANSWER_TTL_SECONDS)
+            pipe.hgetall(key)
+            *_, fields = await pipe.execute()
+        return {k.split(":", 1)[1]: v for k, v in fields.items() if k.startswith("answer:")}
+
+    async def mark_kept(self, ritual_id: str, slot: str, instant: float) -> bool:
+        """Mark a slot kept by both; True the first time only (so it is celebrated once)."""
+        return bool(await self.redis.zadd(self._kept(ritual_id), {slot: instant}, nx=True))
+
+    async def kept_since(self, ritual_id: str, since: float) -> set[str]:
+        return set(await self.redis.zrangebyscore(self._kept(ritual_id), since, "+inf"))
+
+    async def claim_snooze(self, ritual_id: str, slot: str, partner_id: str) -> bool:
+        """True the first time a partner snoozes a slot: a snooze re-fires once."""
+        return bool(
+            await self.redis.hsetnx(self._slot(ritual_id, slot), f"snoozed:{partner_id}", "1")
+        )
+
+    async def add_goal(self, couple_id: str, goal_id: str, document: str) -> None:
+        await self.redis.hset(self._goals(couple_id), goal_id, document)
+
+    async def goals(self, couple_id: str) -> list[str]:
+        return list((await self.redis.hgetall(self._goals(couple_id))).values())
+
+    async def delete_goal(self, couple_id: str, goal_id: str) -> bool:
+        return bool(await self.redis.hdel(self._goals(couple_id), goal_id))
 
     async def backlog(self) -> dict[str, int]:
         async with self.redis.pipeline(transaction=False) as pipe:
