@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import time
@@ -79,6 +80,16 @@ async def run(redis_url: str, n: int, concurrency: int) -> None:
         f"{len(work)} events, concurrency {concurrency}: {len(work) / took:.0f} events/s, "
         f"p50 {q[49]:.2f} ms, p99 {q[98]:.2f} ms, max {max(latencies):.2f} ms"
     )
+    # The last line, for bench/run.py: *_per_s is a throughput, *_pNN_ms a latency quantile.
+    summary = {
+        "bench": "content",
+        "events": len(work),
+        "concurrency": concurrency,
+        "events_per_s": round(len(work) / took, 1),
+        "work_p50_ms": round(q[49], 3),
+        "work_p99_ms": round(q[98], 3),
+    }
+    print(json.dumps(summary))
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ partner skew percentiles. Runs the embedded broker and Redis; nothing leaves the
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import sys
 import time
@@ -75,6 +76,17 @@ async def main(n: int, m: int) -> None:
             f"partner skew ms: p50 {pct(skews, 50):.2f} p99 {pct(skews, 99):.2f}"
             f" mean {statistics.mean(skews):.2f}"
         )
+        # The last line, for bench/run.py: *_per_s is a throughput, *_pNN_ms a latency quantile.
+        summary = {
+            "bench": "notifier",
+            "deliveries": 2 * n,
+            "deliveries_per_s": round(2 * n / elapsed, 1),
+            "lateness_p50_ms": round(pct(latencies, 50), 1),
+            "lateness_p99_ms": round(pct(latencies, 99), 1),
+            "partner_skew_p50_ms": round(pct(skews, 50), 3),
+            "partner_skew_p99_ms": round(pct(skews, 99), 3),
+        }
+        print(json.dumps(summary))
     finally:
         inbox.stop()
         broker.stop()

@@ -36,6 +36,7 @@ from shared.secrets import SecretBox
 from shared.settings import Settings
 from tandem.embedded import Process, free_port, start_broker, start_redis
 from tandem.inbox import Inbox, Received
+from tandem.inbox_page import InboxPage
 
 SERVICES: tuple[str, ...] = ("scheduler", "content", "notifier")
 DEFAULT_API_PORT = 8080
@@ -117,6 +118,7 @@ class Child:
     log_path: Path
     pump: threading.Thread
     api_url: str | None = None  # scheduler replicas only
+    ops_url: str | None = None  # /healthz, /readyz, /metrics (the API, for a scheduler)
 
     def tail(self, lines: int = 15) -> str:
         try:
@@ -160,6 +162,7 @@ class DevStack:
         self.api_url = ""
         self.admin_token = ""
         self.inbox = Inbox(on_receive=self._on_receive)
+        self.page = InboxPage(self.inbox)  # the inbox as a live web page of phones
         self.infra: list[Process] = []
         self.children: list[Child] = []
         self._inbox_started = False
@@ -174,6 +177,8 @@ class DevStack:
             self._start_infra()
             self.inbox.start()
             self._inbox_started = True
+            self.page.api_url, self.page.admin_token = self.api_url, self.admin_token
+            self.page.start()
             for service, index, name in self._replicas():
                 self._spawn(service, index, name)
             self.wait_healthy(timeout)
@@ -201,6 +206,7 @@ class DevStack:
             child.pump.join(2)
         if self._inbox_started:
             self._inbox_started = False
+            self.page.stop()
             self.inbox.stop()
         for process in reversed(self.infra):
             process.stop()
@@ -332,6 +338,12 @@ class DevStack:
             port = self.settings.api_port if index == 0 else free_port()
             env["TANDEM_API_PORT"] = str(port)
             api_url = f"http://{_client_host(self.settings.api_host)}:{port}"
+            ops_url = api_url
+        else:
+            # Content and notifier serve their ops endpoints only when given a port.
+            ops_port = free_port()
+            env["TANDEM_OPS_PORT"] = str(ops_port)
+            ops_url = f"http://{_client_host(self.settings.ops_host)}:{ops_port}"
         log_path = self.run_dir / f"{name}.log"
         proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{service}"],
@@ -347,7 +359,7 @@ class DevStack:
         pump = threading.Thread(
             target=self._pump, args=(name, proc.stdout, log_path), name=f"pump-{name}", daemon=True
         )
-        self.children.append(Child(name, proc, log_path, pump, api_url))
+        self.children.append(Child(name, proc, log_path, pump, api_url, ops_url))
         pump.start()
 
     def _pump(self, name: str, stream: IO[bytes], log_path: Path) -> None:
@@ -407,7 +419,8 @@ class Demo:
 def create_demo(stack: DevStack, *, first_in: float = 40.0) -> Demo:
     """Create, through the HTTP API, a couple in two time zones whose channels point at the
     stack's inbox, and an evening check-in that fires in ``first_in`` seconds and then
-    every three minutes. Raises httpx.HTTPError when the API refuses."""
+    every three minutes; the inbox page follows that couple. Raises httpx.HTTPError when the
+    API refuses."""
     inbox = stack.inbox
     couple = {
         "name": "Sam & Alex",
@@ -459,6 +472,7 @@ def create_demo(stack: DevStack, *, first_in: float = 40.0) -> Demo:
             },
         )
         ritual.raise_for_status()
+    stack.page.follow(couple_id)
     return Demo(
         couple_id=couple_id,
         couple_token=created.json()["token"],
@@ -563,7 +577,10 @@ def _print_banner(stack: DevStack, say: Callable[[str], None]) -> None:
         f"  inbox email  mailto://127.0.0.1:{inbox.smtp_port}?to=<you@example.com>"
         "&from=tandem@example.com&mode=insecure"
     )
+    say(f"  inbox page   {stack.page.url}  (the partners' phones, live)")
     say("  pids         " + " ".join(f"{name}={pid}" for name, pid in stack.pids().items()))
+    for child in stack.children:
+        say(f"  metrics      {child.name}: {child.ops_url}/metrics  (and /healthz /readyz)")
     say(f"  logs         {stack.run_dir}  (follow: tail -f {stack.run_dir}/*.log)")
     for note in stack.notes:
         say(f"  note         {note}")

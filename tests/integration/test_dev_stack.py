@@ -230,6 +230,7 @@ def test_a_signal_stops_every_process(
     assert re.search(rf"API replica  http://127\.0\.0\.1:(?!{port}\b)\d+", out)
     assert "couple id     c-stub" in out and "couple token  couple-token-stub" in out
     assert f"admin token  {token}" in out  # a given token is used as it is
+    assert re.search(r"inbox page   http://127\.0\.0\.1:\d+/", out)
     pids = dev.pids()
     assert set(pids) == {
         "redis", "kafka", "scheduler-1", "scheduler-2", "content",

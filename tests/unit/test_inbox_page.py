@@ -1,0 +1,95 @@
+"""What the inbox page promises to show, from plain data: phones, channels, lateness."""
+
+from __future__ import annotations
+
+from tandem.inbox import Received
+from tandem.inbox_page import build_state, channel_of, owner_of, scheduled_for
+
+PARTNERS = [
+    {
+        "id": "prt_sam",
+        "name": "Sam",
+        "timezone": "Europe/Berlin",
+        "channels": [
+            {"kind": "push", "redacted": "json://127.0.0.1:4000/sam-phone?method=POST"},
+            {"kind": "email", "redacted": "mailto://127.0.0.1:2525/s***%40example.com?cto=15"},
+        ],
+    },
+    {
+        "id": "prt_alex",
+        "name": "Alex",
+        "timezone": "America/New_York",
+        "channels": [
+            {"kind": "push", "redacted": "ntfy://127.0.0.1:4000/alex-phone?priority=default"},
+            {"kind": "sms", "redacted": "signal://127.0.0.1:4000/***00/***67?batch=no"},
+        ],
+    },
+]
+COUPLE = {"id": "cpl_1", "name": "Sam & Alex", "partners": PARTNERS}
+
+
+def got(address: str, title: str, at: float, sink: str = "http", body: str = "b") -> Received:
+    return Received(sink=sink, address=address, title=title, body=body, at=at)
+
+
+def test_channel_follows_the_sink_and_the_address() -> None:
+    assert channel_of(got("sam-phone", "t", 0)) == "push"
+    assert channel_of(got("sam@example.com", "t", 0, sink="smtp")) == "email"
+    assert channel_of(got("+15551234567", "t", 0)) == "sms"
+
+
+def test_addresses_are_matched_to_partners_through_redacted_channel_urls() -> None:
+    assert owner_of("sam-phone", PARTNERS) == "prt_sam"
+    assert owner_of("sam@example.com", PARTNERS) == "prt_sam"  # masked like the URL is
+    assert owner_of("alex-phone", PARTNERS) == "prt_alex"
+    assert owner_of("+15551234567", PARTNERS) == "prt_alex"
+    assert owner_of("sam", PARTNERS) is None  # a whole segment, not a substring
+    assert owner_of("stranger-phone", PARTNERS) is None
+
+
+def test_lateness_is_arrival_minus_the_matching_occurrence() -> None:
+    history = [
+        {  # newest first, as the API answers; this one is scheduled after the arrival
+            "scheduled_for": "2026-11-21T20:06:00+00:00",
+            "partners": {"prt_sam": {"title": "Check-in", "body": "b"}},
+        },
+        {
+            "scheduled_for": "2026-11-21T20:03:00Z",
+            "partners": {"prt_sam": {"title": "Check-in", "body": "b"}},
+        },
+        {
+            "scheduled_for": "2026-11-21T20:00:00Z",
+            "partners": {"prt_sam": {"title": "Check-in", "body": "other"}},
+        },
+    ]
+    at = 1795291380.0 + 0.25  # 2026-11-21T20:03:00Z + 0.25 s
+    assert scheduled_for(got("sam-phone", "Check-in", at), "prt_sam", history) == at - 0.25
+    assert scheduled_for(got("sam-phone", "Check-in", at), "prt_alex", history) is None
+    assert scheduled_for(got("sam-phone", "Other title", at), "prt_sam", history) is None
+
+    state = build_state([got("sam-phone", "Check-in", at)], COUPLE, history, [], now=at)
+    [sam, alex] = state["phones"]
+    assert (sam["name"], alex["name"]) == ("Sam", "Alex")  # a phone per partner, even empty
+    assert sam["nudges"][0]["lateness_s"] == 0.25 and alex["nudges"] == []
+
+
+def test_unknown_addresses_get_their_own_phone_and_upcoming_names_partners() -> None:
+    upcoming = [
+        {
+            "ritual": "Date night",
+            "occurrence_id": "rit_1@x",
+            "scheduled_for": {
+                "prt_sam": "2026-11-27T16:00:00Z",
+                "prt_alex": "2026-11-27T16:00:00Z",
+            },
+            "planner": "prt_alex",
+        }
+    ]
+    received = [got("stranger", "hi", 1.0), got("stranger", "again", 2.0)]
+    state = build_state(received, COUPLE, [], upcoming, now=0.0)
+    assert [p["name"] for p in state["phones"]] == ["Sam", "Alex", "stranger"]
+    assert [n["title"] for n in state["phones"][2]["nudges"]] == ["again", "hi"]  # newest first
+    [occurrence] = state["upcoming"]
+    assert occurrence["planner"] == "Alex"
+    assert [t["partner"] for t in occurrence["times"]] == ["Sam", "Alex"]
+    assert build_state(received, None, [], [])["couple"] is None
