@@ -1,30 +1,38 @@
-# Everyday commands. `make setup` first; everything else uses the .venv it makes.
+# Everyday commands. `make run` and `make test` set up .venv themselves on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
 
-.PHONY: setup run test lint format bench
+.PHONY: setup run test lint format bench docs
 
-setup: $(BIN)/python
+setup: $(INSTALLED)
+
+# Reinstall only when the dependencies change.
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(INSTALLED)
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-
-run:
+run: setup
 	$(BIN)/tandem dev --demo
 
-test:
+test: setup
 	$(BIN)/pytest -q
 
-lint:
+lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format:
+format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench:
+bench: setup
 	$(BIN)/python bench/run.py
+
+# docs/asyncapi.json (+ .html) and docs/openapi.json, generated from the code; a unit test
+# fails when they are stale.
+docs: setup
+	$(BIN)/tandem docs --out docs
