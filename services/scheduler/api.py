@@ -493,31 +493,32 @@ def create_app(
         couple = await couple_for(ritual.couple_id, who)
         return await take_answer(couple, occurrence_id, body.partner_id, body.action, body.minutes)
 
-    async def link_answer(token: str) -> dict[str, Any]:
+    def granted(token: str) -> links.Grant:
         try:
-            grant = links.verify(secret_key, token)
+            return links.verify(secret_key, token)
         except links.LinkError as exc:
             status = 410 if "expired" in str(exc) else 403 if "signature" in str(exc) else 400
             raise HTTPException(status, str(exc)) from None
-        couple = await store.get_couple(grant.couple_id)
-        if couple is None:
-            raise HTTPException(404, "couple not found")
-        return await take_answer(
-            couple, grant.occurrence_id, grant.partner_id, grant.action, grant.minutes
-        )
 
     @app.post("/a/{token}", tags=["answers"])
-    async def link_post(token: str) -> dict[str, Any]:
-        """A signed action link, as an action button posts it (no other credential)."""
-        return await link_answer(token)
-
-    @app.get("/a/{token}", tags=["answers"], response_class=HTMLResponse)
-    async def link_get(token: str) -> HTMLResponse:
-        """A signed action link opened from a nudge: acts, and says so in a tiny page."""
+    async def link_post(token: str, request: Request) -> Response:
+        """A signed action link acted on (its page's button, or a notification's action
+        button): no other credential. HTML for a browser, JSON otherwise."""
+        browser = "text/html" in request.headers.get("accept", "")
         try:
-            done = await link_answer(token)
+            grant = granted(token)
+            couple = await store.get_couple(grant.couple_id)
+            if couple is None:
+                raise HTTPException(404, "couple not found")
+            done = await take_answer(
+                couple, grant.occurrence_id, grant.partner_id, grant.action, grant.minutes
+            )
         except HTTPException as exc:
+            if not browser:
+                raise
             return HTMLResponse(_page("That link did not work", str(exc.detail)), exc.status_code)
+        if not browser:
+            return JSONResponse(done)
         said = {
             "done": "Marked done.",
             "snooze": "Snoozed: we'll remind you again soon.",
@@ -526,6 +527,25 @@ def create_app(
         if done["completion"] == "both":
             said += f" You both did it ({done['streak']} in a row)."
         return HTMLResponse(_page("Tandem", said))
+
+    @app.get("/a/{token}", tags=["answers"], response_class=HTMLResponse)
+    async def link_get(token: str) -> HTMLResponse:
+        """A signed action link opened from a nudge: a page with one button. Opening it
+        changes nothing, so a chat app's link preview cannot mark a ritual done."""
+        try:
+            grant = granted(token)
+        except HTTPException as exc:
+            return HTMLResponse(_page("That link did not work", str(exc.detail)), exc.status_code)
+        label = {
+            "done": "Mark it done",
+            "snooze": f"Snooze {grant.minutes or 15} minutes",
+            "skip": "Skip this one",
+        }[grant.action]
+        button = (
+            f"<form method=post><button style='font:inherit;padding:.6em 1.4em'>"
+            f"{html.escape(label)}</button></form>"
+        )
+        return HTMLResponse(_page("Tandem", "", button))
 
     @app.post("/v1/couples/{couple_id}/goals", status_code=201, tags=["goals"])
     async def add_goal(couple_id: str, body: GoalIn, who: Principal) -> dict[str, Any]:
@@ -614,11 +634,11 @@ def create_app(
     return app
 
 
-def _page(title: str, text: str) -> str:
+def _page(title: str, text: str, extra_html: str = "") -> str:
     return (
         "<!doctype html><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width,initial-scale=1">'
         f"<title>{html.escape(title)}</title>"
         "<body style='font:18px system-ui;margin:3em auto;max-width:28em;text-align:center'>"
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>{extra_html}</body>"
     )

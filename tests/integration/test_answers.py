@@ -71,7 +71,12 @@ async def test_signed_links_keep_the_couples_streak(infra, running) -> None:
     today = _occurrence(ritual, past[-1])
     for partner in (sam, alex):
         url = links.action_links(key, "http://x", couple["id"], today, partner)["done"]
-        page = await api.get("/a/" + url.split("/a/")[1])
+        path = "/a/" + url.split("/a/")[1]
+        opened = await api.get(path)  # opening the link (or a link preview) changes nothing
+        assert opened.status_code == 200 and "Mark it done" in opened.text
+        slot = scheduler.store._slot(ritual["id"], slot_key(past[-1].wall_time))
+        assert f"answer:{partner}" not in await scheduler.redis.hgetall(slot)
+        page = await api.post(path, headers={"accept": "text/html"})  # its button
         assert page.status_code == 200 and "Marked done" in page.text
     assert "You both did it (4 in a row)" in page.text
     assert (await api.get(f"/v1/rituals/{ritual['id']}", headers=ADMIN)).json()["streak"] == 4
