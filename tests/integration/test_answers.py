@@ -10,6 +10,7 @@ import icalendar
 import pytest
 
 from services.scheduler import recurrence
+from services.scheduler.answers import slot_key
 from services.scheduler.firing import Firer
 from shared import links
 from shared.topics import RITUAL_DUE
