@@ -31,6 +31,8 @@ class Received:
     title: str
     body: str
     at: float  # time.time() on arrival
+    # ntfy's action buttons as sent (its X-Actions header: "http, Done, <url>, …; …").
+    actions: str = ""
 
 
 @dataclass
@@ -206,6 +208,7 @@ def _http_handler(inbox: Inbox) -> type[BaseHTTPRequestHandler]:
                     title=title,
                     body=body,
                     at=time.time(),
+                    actions=self.headers.get("X-Actions", ""),
                 )
             )
             self._answer(200, b'{"ok": true}')

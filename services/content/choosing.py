@@ -23,6 +23,14 @@ time* (the local date and clock time the rule produced), so the selection key of
 occurrence is ``(ritual_id, wall_time)`` without its zone: the two partners' 07:30 of one
 date share a prompt, and one partner's 07:30 never shares with the other's a day later.
 The prompt is chosen once per selection key and remembered (see ``store.py``).
+
+Snoozes
+-------
+A snoozed occurrence fires again under a new id (``…~snooze``) that names its
+``origin_occurrence_id``. It is the same firing, later: it must read the same prompt and
+must not advance the deck. So a ``together`` snooze selects under its origin's id, which
+finds the prompt remembered for the original. A ``local`` snooze keeps the original's wall
+time (the scheduler's contract), so ``(ritual_id, wall_time)`` already names the original.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ def selection_key(due: RitualDue) -> str:
     if due.delivery == "local":
         wall = due.wall_time.replace(tzinfo=None).isoformat(timespec="minutes")
         return f"{due.ritual_id}@{wall}"
-    return due.occurrence_id
+    return due.origin_occurrence_id or due.occurrence_id
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ Promises:
   a surprise at 21:00 on a Tuesday.
 * Prompt ids are unique within a deck and never reused for different words: the history of
   what a couple has already seen is kept by id.
-* Every ritual kind has a default deck (:func:`default_deck`), and it exists in the catalog.
+* Every ritual kind that speaks from a deck (:data:`DECK_KINDS`) has a default deck
+  (:func:`default_deck`), and it exists in the catalog. The weekly summary has none: its
+  words are the couple's week, composed by ``compose.summary_nudge``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ DEFAULT_DECKS: Mapping[str, str] = {
     "custom": "everyday-connection",
 }
 
+# Kinds whose nudges are not drawn from a deck (see ``compose.py``).
+DECKLESS_KINDS: frozenset[str] = frozenset({"weekly_summary"})
+DECK_KINDS: tuple[str, ...] = tuple(k for k in RITUAL_KINDS if k not in DECKLESS_KINDS)
+
 _ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 
 
@@ -52,6 +58,8 @@ def default_deck(kind: str) -> str:
     try:
         return DEFAULT_DECKS[kind]
     except KeyError:
+        if kind in DECKLESS_KINDS:
+            raise ValueError(f"{kind!r} nudges are not drawn from a deck") from None
         raise ValueError(f"unknown ritual kind {kind!r}") from None
 
 
@@ -246,7 +254,7 @@ def load_catalog(extra_dir: Path | None = None, *, shipped_dir: Path = SHIPPED_D
             problems.append(Problem(extra_dir, None, "TANDEM_DECKS_DIR is not a folder"))
         else:
             decks.update(_load_folder(extra_dir, problems))
-    for kind in RITUAL_KINDS:
+    for kind in DECK_KINDS:
         deck_id = DEFAULT_DECKS[kind]
         if deck_id not in decks and not problems:
             problems.append(

@@ -1,9 +1,18 @@
 """The content service: ``ritual.due`` in, ``nudge.ready`` out.
 
 For each due ritual it finds the deck (the one named, else the kind's default), picks the
-prompt for the occurrence's selection key (remembered in Redis, so a redelivery or the
-other partner's local occurrence gets the same one), writes each partner's words, and
-publishes the nudge keyed by couple id.
+prompt for the occurrence's selection key (remembered in Redis, so a redelivery, the other
+partner's local occurrence or a snoozed re-fire gets the same one), writes each partner's
+words with their signed action links, and publishes the nudge keyed by couple id.
+
+By ``purpose``:
+
+* ``ritual``: as above; each partner's message carries "done"/"snooze"/"skip" links
+  (``shared.links``) when ``TANDEM_SECRET_KEY`` is set, pointing at ``settings.api_url``.
+* ``celebration``: "you both did it" with the streak; no deck (its history is untouched),
+  no links.
+* ``summary`` (kind ``weekly_summary``): the couple's week from ``due.summary``; no deck,
+  no links. A weekly summary without a summary is poison.
 
 Promises:
 
@@ -11,14 +20,17 @@ Promises:
   committed only after that; a crash in between re-sends the same nudge (the notifier
   dedupes by occurrence id).
 * A record that can never work (malformed JSON, an unknown ``schema_version``, a deck that
-  does not exist, no recipients) goes to ``ritual.due.dlq`` with the reason and the consumer
-  moves on; anything else (Redis down) is redelivered (``shared.kafka.guarded``).
+  does not exist, no recipients, a summary without its numbers) goes to ``ritual.due.dlq``
+  with the reason and the consumer moves on; anything else (Redis down) is redelivered
+  (``shared.kafka.guarded``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable
 
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
@@ -28,13 +40,14 @@ from redis.asyncio import Redis
 from shared import topics
 from shared.events import SCHEMA_VERSION, DeadLetter, NudgeReady, RitualDue
 from shared.kafka import Poison, declare_publishers, decode, guarded, make_broker
+from shared.links import action_links
 from shared.ops import attach, kafka_redis_readiness
 from shared.redis import Keys, make_redis
 from shared.settings import Settings
 
 from .choosing import selection_key
-from .compose import compose
-from .decks import Catalog, default_deck, load_catalog
+from .compose import celebration_nudge, compose, summary_nudge
+from .decks import DECKLESS_KINDS, Catalog, default_deck, load_catalog
 from .metrics import PROMPTS
 from .store import ContentStore
 
@@ -70,21 +83,65 @@ def parse(message: KafkaMessage) -> RitualDue:
 
 
 class Content:
-    """The service's logic between decoding a record and publishing the nudge."""
+    """The service's logic between decoding a record and publishing the nudge.
 
-    def __init__(self, catalog: Catalog, store: ContentStore) -> None:
+    ``link_key`` (``TANDEM_SECRET_KEY``) signs the partners' action links, which point at
+    ``public_url``; without a key, nudges carry no links (and still go out).
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: ContentStore,
+        *,
+        link_key: str | None = None,
+        public_url: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.catalog = catalog
         self.store = store
+        self.link_key = link_key
+        self.public_url = public_url
+        self.clock = clock
 
     async def nudge(self, due: RitualDue) -> NudgeReady:
+        if not due.recipients:
+            raise Poison(f"occurrence {due.occurrence_id!r} has no recipients")
+        if due.purpose == "celebration":
+            if due.kind in DECKLESS_KINDS:
+                raise Poison(
+                    f"occurrence {due.occurrence_id!r}: nothing to celebrate in a {due.kind}"
+                )
+            return celebration_nudge(due)
+        if due.purpose == "summary" or due.kind in DECKLESS_KINDS:
+            if due.summary is None:
+                raise Poison(
+                    f"occurrence {due.occurrence_id!r} (kind {due.kind!r}, purpose "
+                    f"{due.purpose!r}) carries no summary"
+                )
+            return summary_nudge(due)
         deck_id = due.deck or default_deck(due.kind)
         deck = self.catalog.get(deck_id)
         if deck is None:
             raise Poison(f"unknown deck {deck_id!r} for ritual {due.ritual_id!r}")
-        if not due.recipients:
-            raise Poison(f"occurrence {due.occurrence_id!r} has no recipients")
         picked = await self.store.pick(deck, couple_id=due.couple_id, key=selection_key(due))
-        return compose(due, deck, picked.prompt)
+        return compose(due, deck, picked.prompt, actions=self.actions(due))
+
+    def actions(self, due: RitualDue) -> dict[str, dict[str, str]]:
+        """Each recipient's signed links for ``due``, or none without a key. They expire a
+        few days after this moment (not ``scheduled_for``): a late catch-up or a nudge held
+        through quiet hours still carries links that work."""
+        if not self.link_key:
+            return {}
+        now = self.clock()
+        return {
+            r.id: dict(
+                action_links(
+                    self.link_key, self.public_url, due.couple_id, due.occurrence_id, r.id, now=now
+                )
+            )
+            for r in due.recipients
+        }
 
 
 def build(
@@ -102,7 +159,12 @@ def build(
     catalog = catalog if catalog is not None else load_catalog(settings.decks_dir)
     own_redis = redis is None
     client = redis if redis is not None else make_redis(settings)
-    content = Content(catalog, ContentStore(client, Keys(settings.redis_prefix)))
+    content = Content(
+        catalog,
+        ContentStore(client, Keys(settings.redis_prefix)),
+        link_key=settings.secret_key,
+        public_url=settings.api_url,
+    )
     broker = make_broker(settings, service=SERVICE)
 
     subscriber = broker.subscriber(

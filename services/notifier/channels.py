@@ -6,6 +6,13 @@ loaded once when :class:`Channels` is built (see ``plugins_example/`` for one).
 
 Plain URLs (with provider secrets, phone numbers) exist only inside :meth:`Channels.send`'s
 caller's stack frame; nothing here logs or returns them.
+
+Action buttons: Apprise's ntfy plugin takes an ``actions`` option (ntfy's ``X-Actions``
+header, up to three buttons); no other plugin has arbitrary buttons (its ``click`` is one
+tap-through URL, not a choice), so everywhere else the links travel in the text (see
+``render.py``). :meth:`Channels.send` passes ``buttons`` to an ntfy channel through
+Apprise's documented dictionary form of a URL, so the header reaches ntfy byte for byte
+(the ``?actions=`` URL parameter is unquoted twice on its way in).
 """
 
 from __future__ import annotations
@@ -17,7 +24,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from apprise import Apprise, AppriseAsset
+from apprise.plugins import NotifyBase, url_to_dict
 from apprise.result import AppriseResult, AppriseResultStatus
+
+from .render import NTFY_SCHEMES
 
 log = logging.getLogger("tandem.notifier.channels")
 
@@ -109,9 +119,25 @@ class Channels:
     def supports(self, url: str) -> bool:
         return Apprise.instantiate(url, asset=self.asset) is not None
 
-    async def send(self, url: str, *, title: str, body: str) -> SendResult:
-        """Send ``title``/``body`` to ``url``; never raises for a delivery problem."""
-        service = Apprise.instantiate(url, asset=self.asset)
+    def _instantiate(self, url: str, buttons: str | None) -> NotifyBase | None:
+        if buttons is None:
+            return Apprise.instantiate(url, asset=self.asset)
+        results = url_to_dict(url, secure_logging=self.asset.secure_logging)
+        if results is None:
+            return None
+        if results.get("schema") in NTFY_SCHEMES and not results.get("actions"):
+            results["actions"] = buttons  # an integrator's own ?actions= wins
+        return Apprise.instantiate(results, asset=self.asset)
+
+    async def send(
+        self, url: str, *, title: str, body: str, buttons: str | None = None
+    ) -> SendResult:
+        """Send ``title``/``body`` to ``url``; never raises for a delivery problem.
+
+        ``buttons``: ntfy's ``X-Actions`` value (``render.ntfy_actions``); used only by an
+        ntfy channel, ignored by any other.
+        """
+        service = self._instantiate(url, buttons)
         if service is None:
             return SendResult(Outcome.FAILED, "unsupported or invalid channel URL")
         query = parse_qs(urlsplit(url).query)

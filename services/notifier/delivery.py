@@ -13,6 +13,9 @@ and the delay-queue drain (a retry or a held nudge) alike. For each partner it:
    ``delivery_max_attempts`` dead-letters it to ``nudge.ready.dlq`` and publishes
    ``nudge.failed`` final.
 
+What each channel shows -- the long body on e-mail, the action links as ntfy buttons or as
+lines of text (all three on e-mail and push, at most "done" on SMS) -- is :mod:`.render`'s.
+
 Partners of a ``together`` nudge go through steps 2-4 side by side (asyncio.gather, with
 the Redis preparation done for both before either send starts) so they buzz together.
 
@@ -59,6 +62,7 @@ from . import metrics
 from .backoff import retry_delay
 from .channels import Channels, Outcome
 from .quiet_hours import group_by_release, release_times
+from .render import Rendered, has_buttons, render
 from .store import ClaimedJob, Job, Store
 
 log = logging.getLogger("tandem.notifier")
@@ -235,14 +239,20 @@ class Delivery:
         channels = recipient.channels
         for index in range(min(start, len(channels)), len(channels)):
             channel = channels[index]
-            body = message.body if message else nudge.title
-            if channel.kind == "email" and message and message.long_body:
-                body = message.long_body
             url = await self.vault.channel_url(nudge.couple_id, channel.id)
             if url is None:
                 errors.append(self._attempt(attempt, channel, "channel not in vault"))
                 continue
-            result = await self.channels.send(url, title=title, body=body)
+            # Per channel: e-mail reads the long body; action links become ntfy buttons or
+            # lines of text where they fit (the rules, and why, are in render.py).
+            shown = (
+                render(message, channel.kind, buttons=has_buttons(url))
+                if message
+                else Rendered(title, nudge.title)
+            )
+            result = await self.channels.send(
+                url, title=shown.title, body=shown.body, buttons=shown.buttons
+            )
             del url  # the plain URL lives no longer than the send
             metrics.ATTEMPTS.labels(channel.kind, result.outcome).inc()
             if result.ok:

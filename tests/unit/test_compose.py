@@ -16,7 +16,7 @@ TANDEM = ("scheduler", "content", "notifier")
 # What each service reads (see shared.settings); the secret key decrypts channel URLs.
 NEEDS = {
     "scheduler": {"kafka_bootstrap", "redis_url", "admin_token", "secret_key"},
-    "content": {"kafka_bootstrap", "redis_url"},
+    "content": {"kafka_bootstrap", "redis_url", "secret_key"},  # signs action links
     "notifier": {"kafka_bootstrap", "redis_url", "secret_key"},
     "topics": {"kafka_bootstrap"},
 }

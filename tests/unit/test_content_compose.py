@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from services.content.compose import BODY_MAX, ELLIPSIS, TITLE_MAX, clip, compose
-from services.content.decks import Deck, DeckPrompt, default_deck, load_catalog
-from shared.events import RITUAL_KINDS, PartnerInfo, Recipient, RitualDue
+from services.content.decks import DECK_KINDS, Deck, DeckPrompt, default_deck, load_catalog
+from shared.events import PartnerInfo, Recipient, RitualDue
 
 CATALOG = load_catalog()
 ALEX = PartnerInfo(id="p_alex", name="Alex", timezone="Europe/Berlin")
@@ -54,7 +54,7 @@ def first(kind: str) -> tuple[Deck, DeckPrompt]:
     return deck, deck.prompts[0]
 
 
-@pytest.mark.parametrize("kind", RITUAL_KINDS)
+@pytest.mark.parametrize("kind", DECK_KINDS)
 def test_every_kind_reads_right(kind: str) -> None:
     deck, prompt = first(kind)
     nudge = compose(due(kind), deck, prompt)

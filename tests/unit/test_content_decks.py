@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from services.content.decks import (
+    DECK_KINDS,
+    DECKLESS_KINDS,
     DEFAULT_DECKS,
     SHIPPED_DIR,
     DeckError,
@@ -94,13 +96,16 @@ def test_not_a_mapping() -> None:
 def test_every_shipped_deck_loads_and_every_kind_has_a_default() -> None:
     catalog = load_catalog()
     assert len(catalog) >= 9
-    for kind in RITUAL_KINDS:
+    for kind in DECK_KINDS:
         deck = catalog.get(default_deck(kind))
         assert deck is not None, kind
         assert deck.suits(kind), (kind, deck.id)
-    assert set(DEFAULT_DECKS) == set(RITUAL_KINDS)
+    assert set(DEFAULT_DECKS) == set(DECK_KINDS)
+    assert set(DECK_KINDS) | DECKLESS_KINDS == set(RITUAL_KINDS)
     with pytest.raises(ValueError):
         default_deck("brunch")
+    with pytest.raises(ValueError, match="not drawn from a deck"):
+        default_deck("weekly_summary")
 
 
 def test_shipped_decks_are_big_enough_and_simplified() -> None:
