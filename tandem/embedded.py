@@ -99,10 +99,19 @@ def redis_binary() -> str:
     return str(bundled)
 
 
-def start_redis(port: int | None = None, *, appendonly: bool = False) -> Process:
-    """Start a throwaway ``redis-server`` on ``port`` (noeviction; AOF if asked)."""
+def start_redis(
+    port: int | None = None, *, appendonly: bool = False, workdir: Path | None = None
+) -> Process:
+    """Start a ``redis-server`` on ``port`` (noeviction; AOF if asked).
+
+    Throwaway by default: its files live in a temporary directory removed on ``stop()``.
+    Given ``workdir`` (kept on ``stop()``), a server restarted on the same port and directory
+    with ``appendonly=True`` comes back with its data, as a production Redis would.
+    """
     port = port or free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="tandem-redis-"))
+    owned = workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="tandem-redis-")) if workdir is None else workdir
+    workdir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [
             redis_binary(),
@@ -124,4 +133,4 @@ def start_redis(port: int | None = None, *, appendonly: bool = False) -> Process
         start_new_session=True,
     )
     wait_for_port(port, proc=proc)
-    return Process("redis", port, proc, cleanup=[workdir])
+    return Process("redis", port, proc, cleanup=[workdir] if owned else [])

@@ -16,13 +16,15 @@ from shared.settings import Settings
 class TopicReader:
     """Reads a topic from the beginning in its own consumer group, accumulating records."""
 
-    def __init__(self, settings: Settings, *topics: str) -> None:
+    def __init__(self, settings: Settings, *topics: str, **options: Any) -> None:
+        """``options`` go to the consumer (``fetch_max_wait_ms=10`` to see records sooner)."""
         self.consumer = AIOKafkaConsumer(
             *topics,
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=f"test-{uuid.uuid4().hex[:8]}",
             auto_offset_reset="earliest",
             enable_auto_commit=False,
+            **options,
         )
         self.records: list[dict[str, Any]] = []
         self.keys: list[str | None] = []

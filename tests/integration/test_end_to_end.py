@@ -4,12 +4,14 @@ nudge.ready -> notifier -> Apprise -> both partners' inboxes -> nudge.delivered 
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -114,3 +116,56 @@ def _both_delivered(history: dict, *partners: str) -> bool:
     return bool(nudges) and all(
         nudges[0]["partners"].get(p, {}).get("status") == "delivered" for p in partners
     )
+
+
+LINK = re.compile(r"https?://[^\s,;]+/a/[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+")
+
+
+def _done_link(received) -> str:
+    """The "done" link of a nudge as the phone got it: ntfy's first button, or the first
+    link listed after a push body."""
+    found = LINK.findall(received.actions or received.body)
+    assert found, received
+    return found[0]
+
+
+async def test_both_partners_press_done_and_get_you_both_did_it(infra, inbox, suite) -> None:
+    async with httpx.AsyncClient(base_url=suite, headers=ADMIN, timeout=30) as api:
+        couple = (await api.post("/v1/couples", json=couple_body(inbox))).json()
+        start = datetime.now(ZoneInfo("Europe/Berlin")) + timedelta(seconds=6)
+        ritual = await api.post(
+            f"/v1/couples/{couple['id']}/rituals",
+            json={
+                "kind": "hug",
+                "celebrate": True,
+                "schedule": {
+                    "rrule": "FREQ=HOURLY",
+                    "timezone": "Europe/Berlin",
+                    "start": start.replace(tzinfo=None, microsecond=0).isoformat(),
+                },
+            },
+        )
+        assert ritual.status_code == 201, ritual.text
+        got = await asyncio.to_thread(
+            inbox.wait_for, lambda rs: {r.address for r in rs} >= {"sam", "alex"}, 90
+        )
+        sam_link = _done_link(next(r for r in got if r.address == "sam"))  # json push: in the body
+        alex_link = _done_link(next(r for r in got if r.address == "alex"))  # ntfy: a button
+        async with httpx.AsyncClient(timeout=30) as phone:
+            opened = await phone.get(sam_link)  # a browser opens it: a button, nothing done yet
+            assert opened.status_code == 200 and "Mark it done" in opened.text
+            assert (await phone.post(sam_link, headers={"accept": "text/html"})).status_code == 200
+            pressed = await phone.post(alex_link)  # ntfy's http action: a bare POST
+            assert pressed.status_code == 200, pressed.text
+            assert pressed.json()["completion"] == "both"
+        view = (await api.get(f"/v1/rituals/{ritual.json()['id']}")).json()
+        assert view["streak"] == 1
+        notes = await asyncio.to_thread(
+            inbox.wait_for,
+            lambda rs: sum(r.title == "You both did it" for r in rs) >= 2,
+            60,
+        )
+        assert {r.address for r in notes if r.title == "You both did it"} == {"sam", "alex"}
+        history = (await api.get(f"/v1/couples/{couple['id']}/nudges")).json()["nudges"]
+        ritual_nudge = next(n for n in history if n["prompt"]["deck"] != "tandem")
+        assert ritual_nudge["completion"] == "both"
