@@ -81,6 +81,9 @@ def dev(
     demo: Annotated[
         bool, typer.Option(help="Create a demo couple whose nudges land in the local inbox.")
     ] = False,
+    demo_in: Annotated[
+        float, typer.Option(help="Seconds until the demo ritual first fires.", min=1)
+    ] = 40.0,
     replicas: Annotated[
         str | None,
         typer.Option(help="Processes per service, e.g. notifier=3,scheduler=2 (default 1)."),
@@ -99,7 +102,7 @@ def dev(
         counts = parse_replicas(replicas)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--replicas") from None
-    raise typer.Exit(run(replicas=counts, demo=demo, logs=logs, run_dir=run_dir))
+    raise typer.Exit(run(replicas=counts, demo=demo, demo_in=demo_in, logs=logs, run_dir=run_dir))
 
 
 @app.command()

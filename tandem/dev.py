@@ -496,6 +496,7 @@ def run(
     *,
     replicas: Mapping[str, int] | None = None,
     demo: bool = False,
+    demo_in: float = 40.0,
     logs: bool = False,
     run_dir: Path | None = None,
 ) -> int:
@@ -521,7 +522,7 @@ def run(
         stack.start()
         _print_banner(stack, say)
         if demo:
-            _print_demo(stack, create_demo(stack), say)
+            _print_demo(stack, create_demo(stack, first_in=demo_in), say)
         say("Nudges appear as INBOX lines when they land. Press Ctrl-C to stop.")
         while (dead := stack.dead()) is None:
             time.sleep(0.3)
