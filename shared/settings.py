@@ -74,7 +74,6 @@ class Settings(BaseSettings):
     # OTLP/HTTP collector base URL (e.g. http://otel-collector:4318); None: no tracing.
     otlp_endpoint: str | None = None
 
-
     @property
     def api_url(self) -> str:
         return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
