@@ -25,10 +25,12 @@ from functools import lru_cache
 from typing import Any
 
 import uvicorn
+from aiokafka import TopicPartition
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
 
 from shared.settings import Settings
+from shared.topics import dlq
 
 log = logging.getLogger("tandem.ops")
 
@@ -40,6 +42,13 @@ CONSUMER_LAG = Gauge(
 )
 
 Readiness = Callable[[], Awaitable[dict[str, Any]]]
+
+
+DLQ_DEPTH = Gauge(
+    "tandem_dlq_depth",
+    "Dead letters held in a dead-letter topic (within Kafka's retention)",
+    ["topic"],
+)
 
 
 # -- tracing ------------------------------------------------------------------------------
@@ -103,13 +112,35 @@ async def refresh_lag(subscribers: Iterable[Any]) -> None:
             CONSUMER_LAG.labels(subscriber.group_id, topic).set(value)
 
 
+async def refresh_dlq_depth(subscribers: Iterable[Any]) -> None:
+    """Set ``tandem_dlq_depth`` for the dead-letter topic of each topic a subscriber reads:
+    the letters Kafka holds there (within its retention). Replaying does not remove them,
+    so alert on growth (or on ``tandem_dead_letters_total``), not on the level."""
+    for subscriber in subscribers:
+        consumer = getattr(subscriber, "consumer", None)
+        if consumer is None:
+            continue
+        # The consumer's own metadata covers only what it subscribes to; ask for all of it.
+        cluster = await consumer._client.fetch_all_metadata()
+        for topic in consumer.subscription():
+            name = dlq(topic)
+            partitions = [TopicPartition(name, p) for p in cluster.partitions_for_topic(name) or ()]
+            if not partitions:
+                continue
+            ends = await consumer.end_offsets(partitions)
+            starts = await consumer.beginning_offsets(partitions)
+            DLQ_DEPTH.labels(name).set(sum(ends[tp] - starts[tp] for tp in partitions))
+
+
 async def render_metrics(subscribers: Iterable[Any] = ()) -> bytes:
     """The Prometheus exposition of the default registry, consumer lag refreshed first
     (bounded: a slow broker makes the lag stale, never the scrape fail)."""
+    subscribers = list(subscribers)
     try:
         await asyncio.wait_for(refresh_lag(subscribers), timeout=3)
+        await asyncio.wait_for(refresh_dlq_depth(subscribers), timeout=3)
     except Exception as exc:
-        log.debug("consumer lag not refreshed: %r", exc)
+        log.debug("consumer lag / dead-letter depth not refreshed: %r", exc)
     return generate_latest(REGISTRY)
 
 

@@ -190,6 +190,9 @@ async def test_health_readiness_and_metrics(suite) -> None:
     assert "tandem_fire_lateness_seconds_bucket" in metrics["scheduler"]
     assert "tandem_prompts_chosen_total" in metrics["content"]
     assert 'tandem_consumer_lag{group="content",topic="ritual.due"}' in metrics["content"]
+    # nothing was dead-lettered: the depth is measured, and it is zero
+    assert 'tandem_dlq_depth{topic="ritual.due.dlq"} 0.0' in metrics["content"]
+    assert 'tandem_dlq_depth{topic="nudge.ready.dlq"} 0.0' in metrics["notifier"]
     for metric in (
         "tandem_delivery_attempts_total",
         "tandem_delivery_retries_total",
