@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
@@ -89,7 +90,8 @@ def declare_publishers(
         broker.publisher(topic, schema=model, title=f"{topic}:{service}")
 
 
-def admin_client(settings: Settings) -> AIOKafkaAdminClient:
+def client_kwargs(settings: Settings) -> dict[str, Any]:
+    """Connection arguments (servers, TLS, SASL) for a plain aiokafka client."""
     security = _security(settings)
     kwargs: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap.split(",")}
     if security is not None:
@@ -100,7 +102,23 @@ def admin_client(settings: Settings) -> AIOKafkaAdminClient:
             kwargs["sasl_mechanism"] = settings.kafka_sasl_mechanism
             kwargs["sasl_plain_username"] = settings.kafka_sasl_username
             kwargs["sasl_plain_password"] = settings.kafka_sasl_password
-    return AIOKafkaAdminClient(**kwargs)
+    return kwargs
+
+
+def admin_client(settings: Settings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**client_kwargs(settings))
+
+
+def subscriber(broker: KafkaBroker, *topics: str, group_id: str) -> Any:
+    """A consumer of ``topics`` with Tandem's policy: offsets committed only after the
+    handler returned (at-least-once), and a new group starting from the oldest record, so
+    nothing published before its first member joined is skipped."""
+    return broker.subscriber(
+        *topics,
+        group_id=group_id,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+    )
 
 
 async def ensure_topics(settings: Settings, topics: tuple[str, ...] = ALL_TOPICS) -> None:

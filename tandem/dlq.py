@@ -13,13 +13,12 @@ twice, or replaying one whose partner has since been reached, is harmless.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
 from shared.events import DeadLetter
-from shared.kafka import _security
+from shared.kafka import client_kwargs
 from shared.settings import Settings
 from shared.topics import dlq
 
@@ -39,20 +38,6 @@ def dead_letter_topic(topic: str) -> str:
     return topic if topic.endswith(_SUFFIX) else dlq(topic)
 
 
-def _client_kwargs(settings: Settings) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap.split(",")}
-    security = _security(settings)
-    if security is not None:
-        kwargs["security_protocol"] = settings.kafka_security_protocol
-        if security.ssl_context is not None:
-            kwargs["ssl_context"] = security.ssl_context
-        if settings.kafka_security_protocol.startswith("SASL"):
-            kwargs["sasl_mechanism"] = settings.kafka_sasl_mechanism
-            kwargs["sasl_plain_username"] = settings.kafka_sasl_username
-            kwargs["sasl_plain_password"] = settings.kafka_sasl_password
-    return kwargs
-
-
 async def read_dead_letters(
     settings: Settings, topic: str, limit: int | None = None
 ) -> list[DeadLetterRecord]:
@@ -60,7 +45,7 @@ async def read_dead_letters(
     oldest first within each partition, ordered by (partition, offset). Records that are
     not DeadLetters are skipped."""
     name = dead_letter_topic(topic)
-    consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **_client_kwargs(settings))
+    consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **client_kwargs(settings))
     try:
         await consumer.start()
         partitions = consumer.partitions_for_topic(name)
@@ -128,7 +113,7 @@ async def replay(
     if not chosen:
         return 0
     producer = AIOKafkaProducer(
-        acks="all", enable_idempotence=settings.kafka_idempotence, **_client_kwargs(settings)
+        acks="all", enable_idempotence=settings.kafka_idempotence, **client_kwargs(settings)
     )
     await producer.start()
     try:

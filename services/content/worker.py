@@ -32,14 +32,14 @@ import logging
 import time
 from collections.abc import Callable
 
-from faststream import AckPolicy, FastStream
+from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from redis.asyncio import Redis
 
 from shared import topics
 from shared.events import SCHEMA_VERSION, DeadLetter, NudgeReady, RitualDue
-from shared.kafka import Poison, declare_publishers, decode, guarded, make_broker
+from shared.kafka import Poison, declare_publishers, decode, guarded, make_broker, subscriber
 from shared.links import action_links
 from shared.ops import attach, kafka_redis_readiness
 from shared.redis import Keys, make_redis
@@ -167,20 +167,14 @@ def build(
     )
     broker = make_broker(settings, service=SERVICE)
 
-    subscriber = broker.subscriber(
-        topics.RITUAL_DUE,
-        group_id=GROUP_ID,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        # A new consumer group starts from the oldest record: nothing due is skipped.
-        auto_offset_reset="earliest",
-    )
+    consumer = subscriber(broker, topics.RITUAL_DUE, group_id=GROUP_ID)
     declare_publishers(
         broker,
         SERVICE,
         {topics.NUDGE_READY: NudgeReady, topics.dlq(topics.RITUAL_DUE): DeadLetter},
     )
 
-    @subscriber
+    @consumer
     @guarded(broker, service=SERVICE)
     async def on_ritual_due(message: KafkaMessage) -> None:
         due = parse(message)
@@ -208,7 +202,7 @@ def build(
     app = FastStream(broker, on_startup=[check_redis], after_shutdown=[close_redis])
 
     async def readiness() -> dict[str, object]:
-        return await kafka_redis_readiness(broker, client, [subscriber], service=SERVICE)
+        return await kafka_redis_readiness(broker, client, [consumer], service=SERVICE)
 
-    attach(app, settings, readiness=readiness, subscribers=[subscriber])
+    attach(app, settings, readiness=readiness, subscribers=[consumer])
     return broker, app

@@ -14,14 +14,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from faststream import AckPolicy, FastStream
+from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from shared.events import DeadLetter, NudgeDelivered, NudgeFailed, NudgeReady
-from shared.kafka import declare_publishers, decode, guarded, make_broker
+from shared.kafka import declare_publishers, decode, guarded, make_broker, subscriber
 from shared.ops import attach, kafka_redis_readiness
 from shared.redis import Keys, make_redis
 from shared.secrets import SecretBox
@@ -140,21 +140,14 @@ def build(settings: Settings) -> Notifier:
     delivery = Delivery(settings, store, vault, channels, publish)
     notifier = Notifier(settings, broker, redis, store, delivery)
 
-    subscriber = broker.subscriber(
-        NUDGE_READY,
-        group_id=GROUP_ID,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        # A new group starts from the oldest record: nudges published before the first
-        # notifier ever joined are still due to someone.
-        auto_offset_reset="earliest",
-    )
+    consumer = subscriber(broker, NUDGE_READY, group_id=GROUP_ID)
     declare_publishers(
         broker,
         SERVICE,
         {NUDGE_DELIVERED: NudgeDelivered, NUDGE_FAILED: NudgeFailed, dlq(NUDGE_READY): DeadLetter},
     )
 
-    @subscriber
+    @consumer
     @guarded(broker, service=SERVICE)
     async def on_nudge_ready(message: KafkaMessage) -> None:
         nudge = decode(NudgeReady, message)
@@ -174,9 +167,9 @@ def build(settings: Settings) -> Notifier:
         await redis.aclose()
 
     async def readiness() -> dict[str, Any]:
-        return await kafka_redis_readiness(broker, redis, [subscriber], service=SERVICE)
+        return await kafka_redis_readiness(broker, redis, [consumer], service=SERVICE)
 
-    attach(app, settings, readiness=readiness, subscribers=[subscriber])
+    attach(app, settings, readiness=readiness, subscribers=[consumer])
     notifier.app = app
-    notifier.subscriber = subscriber
+    notifier.subscriber = consumer
     return notifier

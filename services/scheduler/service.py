@@ -11,7 +11,6 @@ from typing import Any
 
 import uvicorn
 from fastapi import Response
-from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -30,7 +29,14 @@ from shared.events import (
     RitualDue,
     RitualMissed,
 )
-from shared.kafka import declare_publishers, decode, ensure_topics, guarded, make_broker
+from shared.kafka import (
+    declare_publishers,
+    decode,
+    ensure_topics,
+    guarded,
+    make_broker,
+    subscriber,
+)
 from shared.ops import consumer_report, render_metrics
 from shared.redis import Keys, make_redis
 from shared.secrets import SecretBox
@@ -51,19 +57,14 @@ def subscribe_history(broker: KafkaBroker, history: History) -> Any:
         NUDGE_FAILED: lambda m: history.record_failed(decode(NudgeFailed, m)),
     }
 
-    subscriber = broker.subscriber(
-        *record,
-        group_id="scheduler-history",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        auto_offset_reset="earliest",
-    )
+    consumer = subscriber(broker, *record, group_id="scheduler-history")
 
-    @subscriber
+    @consumer
     @guarded(broker, service=SERVICE)
     async def on_event(message: KafkaMessage) -> None:
         await record[message.raw_message.topic](message)  # type: ignore[union-attr]
 
-    return subscriber
+    return consumer
 
 
 async def redis_config_report(redis: Redis) -> dict[str, Any]:
