@@ -97,8 +97,8 @@ def action_links(
     *,
     ttl: int = DEFAULT_TTL_SECONDS,
     now: float | None = None,
-) -> dict[Action, str]:
-    """The three links for one partner's nudge."""
+) -> dict[str, str]:
+    """The three links for one partner's nudge: action -> URL."""
     expires = int((now if now is not None else time.time()) + ttl)
     base = public_url.rstrip("/")
     return {

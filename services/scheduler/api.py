@@ -596,7 +596,7 @@ def create_app(
             return []
         tracks = rituals.tracks(couple, ritual)
         dues = await store.due_of([t.id for t in tracks])
-        found = []
+        found: list[dict[str, Any]] = []
         for track, due in zip(tracks, dues, strict=True):
             if due is None:
                 continue
