@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,6 +15,7 @@ import pytest
 
 from shared.topics import NUDGE_DELIVERED
 from tandem.embedded import free_port, wait_for_port
+from tests.integration.processes import SERVICES, running_services
 from tests.integration.scheduler_helpers import ADMIN, couple_body
 from tests.kafka_helpers import TopicReader
 
@@ -29,31 +27,9 @@ def suite(infra) -> Iterator[str]:
     """The three services as separate processes; yields the API base URL."""
     port = free_port()
     env = infra.env(api_port=port, log_format="console")
-    procs = {
-        name: subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        for name in ("scheduler", "content", "notifier")
-    }
-    try:
+    with running_services(dict.fromkeys(SERVICES, env)) as procs:
         wait_for_port(port, timeout=60, proc=procs["scheduler"])
         yield f"http://127.0.0.1:{port}"
-    finally:
-        for proc in procs.values():
-            proc.send_signal(signal.SIGTERM)
-        failures = {}
-        for name, proc in procs.items():
-            try:
-                code = proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                code = proc.wait()
-            if code != 0:
-                failures[name] = (code, proc.stderr.read().decode()[-3000:] if proc.stderr else "")
-        assert not failures, failures
 
 
 async def test_a_ritual_nudges_both_partners_with_the_same_prompt(infra, inbox, suite) -> None:

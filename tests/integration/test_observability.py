@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,11 +20,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from tandem.embedded import free_port, wait_for_port
+from tests.integration.processes import SERVICES, running_services
 from tests.integration.scheduler_helpers import ADMIN, couple_body
 
 pytestmark = pytest.mark.e2e
-
-SERVICES = ("scheduler", "content", "notifier")
 
 
 class Receiver:
@@ -94,34 +90,14 @@ def suite(module_infra, receiver) -> Iterator[dict[str, str]]:
         api_port=ports["scheduler"], log_format="console", otlp_endpoint=receiver.url
     )
     env["OTEL_BSP_SCHEDULE_DELAY"] = "200"  # ms: spans reach the receiver quickly
-    procs = {}
-    for name in SERVICES:
-        proc_env = dict(env)
-        if name != "scheduler":
-            proc_env["TANDEM_OPS_PORT"] = str(ports[name])
-        procs[name] = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
-            env=proc_env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-    try:
+    envs = {
+        name: env if name == "scheduler" else {**env, "TANDEM_OPS_PORT": str(ports[name])}
+        for name in SERVICES
+    }
+    with running_services(envs) as procs:
         for name in SERVICES:
             wait_for_port(ports[name], timeout=60, proc=procs[name])
         yield {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    finally:
-        for proc in procs.values():
-            proc.send_signal(signal.SIGTERM)
-        failures = {}
-        for name, proc in procs.items():
-            try:
-                code = proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                code = proc.wait()
-            if code != 0:
-                failures[name] = (code, proc.stderr.read().decode()[-3000:] if proc.stderr else "")
-        assert not failures, failures
 
 
 async def _until(check, timeout: float, what: str):  # type: ignore[no-untyped-def]
