@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from services.content.compose import BODY_MAX, ELLIPSIS, TITLE_MAX, clip, compose
 from services.content.decks import DECK_KINDS, Deck, DeckPrompt, default_deck, load_catalog
-from shared.events import PartnerInfo, Recipient, RitualDue
+from shared.events import PartnerInfo, RitualDue
+from tests.unit.content_events import SAM, recipient, ritual_due
 
 CATALOG = load_catalog()
-ALEX = PartnerInfo(id="p_alex", name="Alex", timezone="Europe/Berlin")
-SAM = PartnerInfo(id="p_sam", name="Sam", timezone="America/New_York")
 TITLES = {
     "morning_kiss": "Six-second kiss",
     "evening_checkin": "Evening check-in",
@@ -25,27 +22,8 @@ TITLES = {
 }
 
 
-def recipient(p: PartnerInfo) -> Recipient:
-    return Recipient(id=p.id, name=p.name, timezone=p.timezone, channels=[])
-
-
 def due(kind: str = "weekly_questions", **kw: object) -> RitualDue:
-    base: dict[str, object] = dict(
-        occurrence_id="rit_1@20261123T200000Z",
-        couple_id="cpl_1",
-        couple_name="Alex & Sam",
-        ritual_id="rit_1",
-        kind=kind,
-        title=TITLES[kind],
-        delivery="together",
-        scheduled_for=datetime(2026, 11, 23, 20, tzinfo=UTC),
-        wall_time=datetime(2026, 11, 23, 21, 0),
-        ordinal=0,
-        partners=[ALEX, SAM],
-        recipients=[recipient(ALEX), recipient(SAM)],
-    )
-    base.update(kw)
-    return RitualDue.model_validate(base)
+    return ritual_due(kind, **{"title": TITLES[kind], **kw})
 
 
 def first(kind: str) -> tuple[Deck, DeckPrompt]:

@@ -17,38 +17,18 @@ from services.content.compose import (
 )
 from services.content.decks import load_catalog
 from services.content.worker import Content
-from shared.events import PartnerInfo, Recipient, RitualDue, RitualKept, WeeklySummary
+from shared.events import RitualDue, RitualKept, WeeklySummary
 from shared.kafka import Poison
 from shared.links import ACTIONS, verify
+from tests.unit.content_events import SAM, recipient, ritual_due
 
 CATALOG = load_catalog()
 KEY = "test-secret"
-ALEX = PartnerInfo(id="p_alex", name="Alex", timezone="Europe/Berlin")
-SAM = PartnerInfo(id="p_sam", name="Sam", timezone="America/New_York")
 GOALS = ["Save for the trip to Lisbon", "One phone-free evening a week", "Call Mum more"]
 
 
-def recipient(p: PartnerInfo) -> Recipient:
-    return Recipient(id=p.id, name=p.name, timezone=p.timezone, channels=[])
-
-
 def due(kind: str = "evening_checkin", **kw: object) -> RitualDue:
-    base: dict[str, object] = dict(
-        occurrence_id="rit_1@20261123T200000Z",
-        couple_id="cpl_1",
-        couple_name="Alex & Sam",
-        ritual_id="rit_1",
-        kind=kind,
-        title="Evening check-in",
-        delivery="together",
-        scheduled_for=datetime(2026, 11, 23, 20, tzinfo=UTC),
-        wall_time=datetime(2026, 11, 23, 21, 0),
-        ordinal=3,
-        partners=[ALEX, SAM],
-        recipients=[recipient(ALEX), recipient(SAM)],
-    )
-    base.update(kw)
-    return RitualDue.model_validate(base)
+    return ritual_due(kind, **{"title": "Evening check-in", "ordinal": 3, **kw})
 
 
 class NoStore:
