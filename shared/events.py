@@ -28,7 +28,7 @@ RitualKind = Literal[
     "weekly_summary",  # the opt-in weekly summary, fired like a ritual of the couple's
 ]
 RITUAL_KINDS: tuple[str, ...] = RitualKind.__args__  # type: ignore[attr-defined]
-Delivery = Literal["together", "local"]
+DeliveryMode = Literal["together", "local"]
 ChannelKind = Literal["push", "sms", "email"]
 
 
@@ -113,7 +113,7 @@ class RitualDue(Event):
     kind: RitualKind
     title: str
     deck: str | None = None
-    delivery: Delivery
+    delivery: DeliveryMode
     scheduled_for: AwareDatetime
     # The wall-clock time the rule produced, in the zone it was evaluated in (the schedule's
     # zone for "together", the partner's for "local"): both partners' "local" occurrences of

@@ -10,12 +10,11 @@ import asyncio
 import logging
 import sys
 
+from services.content.decks import DeckError, load_catalog
+from services.content.worker import build
 from shared.kafka import ensure_topics
 from shared.logs import setup_logging
 from shared.settings import get_settings
-
-from .decks import DeckError, load_catalog
-from .worker import build
 
 log = logging.getLogger("tandem.content")
 

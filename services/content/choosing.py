@@ -38,9 +38,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from services.content.decks import Deck, DeckPrompt
 from shared.events import RitualDue
-
-from .decks import Deck, DeckPrompt
 
 
 def selection_key(due: RitualDue) -> str:
@@ -52,7 +51,7 @@ def selection_key(due: RitualDue) -> str:
 
 
 @dataclass(frozen=True)
-class History:
+class DeckHistory:
     """What a couple has seen of one deck: the current cycle (1-based), the prompt ids used
     in it, and for a progressive deck the level it has reached (0 = not started)."""
 
@@ -64,7 +63,7 @@ class History:
 @dataclass(frozen=True)
 class Choice:
     prompt: DeckPrompt
-    history: History  # the history after this choice
+    history: DeckHistory  # the history after this choice
     key: str  # the selection key it was chosen for
 
 
@@ -84,7 +83,7 @@ def cycle_order(deck: Deck, couple_id: str, cycle: int) -> list[DeckPrompt]:
     return sorted(deck.prompts, key=key)
 
 
-def _next(deck: Deck, couple_id: str, history: History) -> DeckPrompt | None:
+def _next(deck: Deck, couple_id: str, history: DeckHistory) -> DeckPrompt | None:
     for prompt in cycle_order(deck, couple_id, history.cycle):
         if prompt.id in history.used:
             continue
@@ -94,13 +93,13 @@ def _next(deck: Deck, couple_id: str, history: History) -> DeckPrompt | None:
     return None
 
 
-def choose(deck: Deck, history: History, *, couple_id: str, key: str) -> Choice:
+def choose(deck: Deck, history: DeckHistory, *, couple_id: str, key: str) -> Choice:
     """The next prompt of ``deck`` for ``couple_id`` and the history after it."""
     prompt = _next(deck, couple_id, history)
     if prompt is None:  # deck exhausted: a fresh, differently shuffled cycle
-        history = History(cycle=history.cycle + 1)
+        history = DeckHistory(cycle=history.cycle + 1)
         prompt = _next(deck, couple_id, history)
         assert prompt is not None  # a deck has at least one prompt
     level = max(history.level, prompt.level or 1) if deck.progressive else 0
-    after = History(cycle=history.cycle, used=history.used | {prompt.id}, level=level)
+    after = DeckHistory(cycle=history.cycle, used=history.used | {prompt.id}, level=level)
     return Choice(prompt=prompt, history=after, key=key)

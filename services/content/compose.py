@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from services.content.decks import Deck, DeckPrompt
 from shared.events import (
     Message,
     NudgeReady,
@@ -38,8 +39,6 @@ from shared.events import (
     RitualKept,
     WeeklySummary,
 )
-
-from .decks import Deck, DeckPrompt
 
 # The pseudo-deck of what Tandem says on its own behalf (celebrations, the weekly summary).
 TANDEM_DECK = "tandem"

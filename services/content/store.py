@@ -6,7 +6,7 @@ a Redis Cluster keeps one couple's keys on one slot (the commit script touches t
 * ``content:choice:{couple}:<selection key>`` -> the prompt chosen for that key (JSON,
   with its words, so both partners read the same text even while replicas run different
   deck versions). Written once (``SET NX`` semantics), kept ``choice_ttl`` (30 days).
-* ``content:history:{couple}:<deck>`` -> :class:`~.choosing.History` as JSON.
+* ``content:history:{couple}:<deck>`` -> :class:`~.choosing.DeckHistory` as JSON.
 
 Promises:
 
@@ -25,10 +25,9 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from services.content.choosing import Choice, DeckHistory, choose
+from services.content.decks import Deck, DeckPrompt
 from shared.redis import Keys
-
-from .choosing import Choice, History, choose
-from .decks import Deck, DeckPrompt
 
 CHOICE_TTL = 30 * 86400
 # A couple's place in a deck outlives any cadence (quarterly included) but not abandonment.
@@ -57,18 +56,18 @@ class Picked:
     fresh: bool  # True if this call chose it, False if it was already chosen
 
 
-def dump_history(history: History) -> str:
+def dump_history(history: DeckHistory) -> str:
     return json.dumps(
         {"cycle": history.cycle, "level": history.level, "used": sorted(history.used)},
         separators=(",", ":"),
     )
 
 
-def load_history(raw: str | None) -> History:
+def load_history(raw: str | None) -> DeckHistory:
     if not raw:
-        return History()
+        return DeckHistory()
     data = json.loads(raw)
-    return History(
+    return DeckHistory(
         cycle=int(data["cycle"]), used=frozenset(data["used"]), level=int(data.get("level", 0))
     )
 
@@ -106,7 +105,7 @@ class ContentStore:
     def history_key(self, couple_id: str, deck_id: str) -> str:
         return self.keys("content", "history", f"{{{couple_id}}}", deck_id)
 
-    async def history(self, couple_id: str, deck_id: str) -> History:
+    async def history(self, couple_id: str, deck_id: str) -> DeckHistory:
         return load_history(await self.redis.get(self.history_key(couple_id, deck_id)))
 
     async def pick(self, deck: Deck, *, couple_id: str, key: str) -> Picked:

@@ -37,6 +37,11 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from redis.asyncio import Redis
 
+from services.content.choosing import selection_key
+from services.content.compose import celebration_nudge, compose, summary_nudge
+from services.content.decks import DECKLESS_KINDS, Catalog, default_deck, load_catalog
+from services.content.metrics import PROMPTS
+from services.content.store import ContentStore
 from shared import topics
 from shared.events import SCHEMA_VERSION, DeadLetter, NudgeReady, RitualDue
 from shared.kafka import Poison, declare_publishers, decode, guarded, make_broker, subscriber
@@ -44,12 +49,6 @@ from shared.links import action_links
 from shared.ops import attach, kafka_redis_readiness
 from shared.redis import Keys, make_redis
 from shared.settings import Settings
-
-from .choosing import selection_key
-from .compose import celebration_nudge, compose, summary_nudge
-from .decks import DECKLESS_KINDS, Catalog, default_deck, load_catalog
-from .metrics import PROMPTS
-from .store import ContentStore
 
 SERVICE = "content"
 GROUP_ID = "content"

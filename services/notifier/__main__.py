@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 
+from services.notifier.worker import build
 from shared.kafka import ensure_topics
 from shared.logs import setup_logging
 from shared.settings import Settings, get_settings
-
-from .worker import build
 
 
 async def run(settings: Settings) -> None:

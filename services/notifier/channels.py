@@ -27,7 +27,7 @@ from apprise import Apprise, AppriseAsset
 from apprise.plugins import NotifyBase, url_to_dict
 from apprise.result import AppriseResult, AppriseResultStatus
 
-from .render import NTFY_SCHEMES
+from services.notifier.render import NTFY_SCHEMES
 
 log = logging.getLogger("tandem.notifier.channels")
 

@@ -44,6 +44,12 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
 
+from services.notifier import metrics
+from services.notifier.backoff import retry_delay
+from services.notifier.channels import Channels, Outcome
+from services.notifier.quiet_hours import group_by_release, release_times
+from services.notifier.render import Rendered, has_buttons, render
+from services.notifier.store import ClaimedJob, Job, NotifierStore
 from shared.events import (
     ChannelRef,
     DeadLetter,
@@ -57,13 +63,6 @@ from shared.kafka import DEAD_LETTERS
 from shared.settings import Settings
 from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY, dlq
 from shared.vault import Vault
-
-from . import metrics
-from .backoff import retry_delay
-from .channels import Channels, Outcome
-from .quiet_hours import group_by_release, release_times
-from .render import Rendered, has_buttons, render
-from .store import ClaimedJob, Job, Store
 
 log = logging.getLogger("tandem.notifier")
 
@@ -90,7 +89,7 @@ class _Result:
 @dataclass
 class Delivery:
     settings: Settings
-    store: Store
+    store: NotifierStore
     vault: Vault
     channels: Channels
     publish: Publish

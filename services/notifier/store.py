@@ -14,7 +14,7 @@ Both keys of a pair share a hash tag so the Lua scripts stay valid on Redis Clus
 Delay queue: a sorted set of job ids scored by due time (epoch ms) plus a hash id -> job.
 A job id is ``occurrence|partner[+partner]`` -- deterministic, so a duplicate record or a
 second replica cannot start a second retry chain for the same partner (enqueue is NX).
-:meth:`Store.claim` atomically takes due jobs and pushes their score to a lease deadline:
+:meth:`NotifierStore.claim` atomically takes due jobs and pushes their score to a lease deadline:
 a notifier killed mid-job loses nothing, the job simply comes due again when the lease
 ends. Finishing (:meth:`ack`) or rescheduling a job is conditional on still owning the
 claim token, so a slow replica cannot clobber one that took the job over.
@@ -139,7 +139,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class Store:
+class NotifierStore:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys

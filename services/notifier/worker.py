@@ -20,6 +20,9 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
+from services.notifier.channels import Channels
+from services.notifier.delivery import SERVICE, Delivery
+from services.notifier.store import ClaimedJob, NotifierStore
 from shared.events import DeadLetter, NudgeDelivered, NudgeFailed, NudgeReady
 from shared.kafka import declare_publishers, decode, guarded, make_broker, subscriber
 from shared.ops import attach, kafka_redis_readiness
@@ -28,10 +31,6 @@ from shared.secrets import SecretBox
 from shared.settings import Settings
 from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY, dlq
 from shared.vault import Vault
-
-from .channels import Channels
-from .delivery import SERVICE, Delivery
-from .store import ClaimedJob, Store
 
 log = logging.getLogger("tandem.notifier")
 
@@ -43,7 +42,7 @@ class Notifier:
     settings: Settings
     broker: KafkaBroker
     redis: Redis
-    store: Store
+    store: NotifierStore
     delivery: Delivery
     app: FastStream = field(init=False)
     # How often an idle drain looks for due jobs: the worst-case extra delay of a retry or
@@ -126,7 +125,7 @@ def build(settings: Settings) -> Notifier:
     broker = make_broker(settings, service=SERVICE)
     redis = make_redis(settings)
     keys = Keys(settings.redis_prefix)
-    store = Store(redis, keys)
+    store = NotifierStore(redis, keys)
     vault = Vault(redis, keys, SecretBox(settings.secret_key))
     channels = Channels(
         connect_timeout=settings.delivery_connect_timeout,

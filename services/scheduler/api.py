@@ -26,12 +26,12 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from services.scheduler import answers, calendar_feed, recurrence, rituals
 from services.scheduler.firing import outgoing_due
-from services.scheduler.history import History
+from services.scheduler.history import NudgeHistory
 from services.scheduler.keeping import AnswerError, Keeping, quarter_of
 from services.scheduler.rituals import Channel, Couple, Partner, Ritual, ScheduleSpec
 from services.scheduler.store import SchedulerStore
 from shared import links
-from shared.events import ChannelKind, Delivery, QuietHours, RitualKind
+from shared.events import ChannelKind, DeliveryMode, QuietHours, RitualKind
 from shared.ids import new_id
 from shared.redaction import redact
 from shared.settings import Settings
@@ -104,7 +104,7 @@ class RitualIn(Body):
     kind: RitualKind
     title: str | None = Field(default=None, min_length=1, max_length=60)
     schedule: ScheduleIn | None = None
-    delivery: Delivery = "together"
+    delivery: DeliveryMode = "together"
     rotation: Literal["alternate"] | None = None
     deck: str | None = Field(default=None, min_length=1, max_length=64)
     quiet_hours_policy: Literal["hold_both", "per_partner"] = "hold_both"
@@ -130,7 +130,7 @@ class GoalIn(Body):
 class RitualPatch(Body):
     title: str | None = Field(default=None, min_length=1, max_length=60)
     schedule: ScheduleIn | None = None
-    delivery: Delivery | None = None
+    delivery: DeliveryMode | None = None
     rotation: Literal["alternate"] | None = None
     deck: str | None = Field(default=None, min_length=1, max_length=64)
     quiet_hours_policy: Literal["hold_both", "per_partner"] | None = None
@@ -158,7 +158,7 @@ class Invalid(Exception):
 def create_app(
     settings: Settings,
     store: SchedulerStore,
-    history: History,
+    history: NudgeHistory,
     keeping: Keeping,
     on_enqueue: Callable[[], None] = lambda: None,
     readiness: Callable[[], Awaitable[dict[str, Any]]] | None = None,

@@ -19,7 +19,7 @@ KEEP = 500
 TTL_SECONDS = 90 * 86400
 
 
-class History:
+class NudgeHistory:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.k = keys

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from services.scheduler import answers, recurrence, rituals
 from services.scheduler.answers import OccurrenceRef
 from services.scheduler.firing import outgoing_due
-from services.scheduler.history import History
+from services.scheduler.history import NudgeHistory
 from services.scheduler.rituals import Couple, Ritual
 from services.scheduler.store import SchedulerStore
 from shared.events import Recipient, RitualKept, WeeklySummary
@@ -55,7 +55,7 @@ def previous_quarter(day: date) -> str:
 
 
 class Keeping:
-    def __init__(self, store: SchedulerStore, history: History) -> None:
+    def __init__(self, store: SchedulerStore, history: NudgeHistory) -> None:
         self.store = store
         self.history = history
 

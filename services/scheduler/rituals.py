@@ -19,7 +19,7 @@ from services.scheduler import recurrence
 from shared.events import (
     ChannelKind,
     ChannelRef,
-    Delivery,
+    DeliveryMode,
     PartnerInfo,
     QuietHours,
     Recipient,
@@ -85,7 +85,7 @@ class Ritual(Model):
     kind: RitualKind
     title: str
     schedule: ScheduleSpec
-    delivery: Delivery = "together"
+    delivery: DeliveryMode = "together"
     rotation: Literal["alternate"] | None = None
     deck: str | None = None
     quiet_hours_policy: Literal["hold_both", "per_partner"] = "hold_both"

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from services.scheduler.api import create_app
 from services.scheduler.firing import Firer
-from services.scheduler.history import History
+from services.scheduler.history import NudgeHistory
 from services.scheduler.keeping import Keeping
 from services.scheduler.store import SchedulerStore
 from shared.events import (
@@ -48,7 +48,7 @@ log = logging.getLogger("tandem.scheduler")
 SERVICE = "scheduler"
 
 
-def subscribe_history(broker: KafkaBroker, history: History) -> Any:
+def subscribe_history(broker: KafkaBroker, history: NudgeHistory) -> Any:
     """Feed the couple's nudge history from the content and notifier events (one consumer
     for the three topics: each consumer costs a group join). Returns the subscriber."""
     record = {
@@ -98,7 +98,7 @@ class Scheduler:
         self.store = SchedulerStore(
             self.redis, keys, Vault(self.redis, keys, SecretBox(settings.secret_key))
         )
-        self.history = History(self.redis, keys)
+        self.history = NudgeHistory(self.redis, keys)
         self.broker = make_broker(settings, service=SERVICE)
         self.subscriber = subscribe_history(self.broker, self.history)
         # The firing loop publishes these from the outbox (raw JSON); declared for the docs.

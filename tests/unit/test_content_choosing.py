@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from services.content.choosing import History, choose, cycle_order, selection_key
+from services.content.choosing import DeckHistory, choose, cycle_order, selection_key
 from services.content.decks import Deck, DeckPrompt, load_catalog
 from shared.events import PartnerInfo, Recipient, RitualDue
 
@@ -18,8 +18,8 @@ def deck(n: int = 5, *, progressive: bool = False) -> Deck:
     return Deck(id="d", title="D", kinds=("custom",), progressive=progressive, prompts=prompts)
 
 
-def run(d: Deck, times: int, couple: str = "cpl_1") -> tuple[list[str], History]:
-    history, seen = History(), []
+def run(d: Deck, times: int, couple: str = "cpl_1") -> tuple[list[str], DeckHistory]:
+    history, seen = DeckHistory(), []
     for i in range(times):
         choice = choose(d, history, couple_id=couple, key=f"k{i}")
         seen.append(choice.prompt.id)
@@ -67,7 +67,7 @@ def test_progressive_levels_in_order_every_cycle() -> None:
 
 def test_progressive_never_steps_back_within_a_cycle() -> None:
     d = deck(6, progressive=True)
-    history = History(cycle=1, used=frozenset({"p2", "p5"}), level=3)  # p0/p3 are level 1
+    history = DeckHistory(cycle=1, used=frozenset({"p2", "p5"}), level=3)  # p0/p3 are level 1
     choice = choose(d, history, couple_id="cpl", key="k")
     assert choice.prompt.level == 3 or choice.history.cycle == 2
     # level 3 remaining? p2 and p5 are the level-3 prompts, both used -> a new cycle
@@ -85,7 +85,7 @@ def test_history_level_tracks_progress() -> None:
 
 def test_ids_removed_from_a_deck_do_not_block_it() -> None:
     d = deck(3)
-    history = History(cycle=1, used=frozenset({"gone", "p0", "p1", "p2"}))
+    history = DeckHistory(cycle=1, used=frozenset({"gone", "p0", "p1", "p2"}))
     assert choose(d, history, couple_id="c", key="k").history.cycle == 2
 
 
