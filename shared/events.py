@@ -30,6 +30,11 @@ RitualKind = Literal[
 RITUAL_KINDS: tuple[str, ...] = RitualKind.__args__  # type: ignore[attr-defined]
 DeliveryMode = Literal["together", "local"]
 ChannelKind = Literal["push", "sms", "email"]
+# "hold_both": if one partner of a "together" nudge is in quiet hours, hold both.
+QuietHoursPolicy = Literal["hold_both", "per_partner"]
+Rotation = Literal["alternate"]
+Trigger = Literal["schedule", "manual", "snooze"]
+Purpose = Literal["ritual", "celebration", "summary"]
 
 
 def utcnow() -> datetime:
@@ -126,11 +131,10 @@ class RitualDue(Event):
     recipients: list[Recipient]
     planner: str | None = None
     transition_mode: bool = False
-    # "hold_both": if one partner of a "together" nudge is in quiet hours, hold both.
-    quiet_hours_policy: Literal["hold_both", "per_partner"] = "hold_both"
+    quiet_hours_policy: QuietHoursPolicy = "hold_both"
     catch_up: bool = False
-    trigger: Literal["schedule", "manual", "snooze"] = "schedule"
-    purpose: Literal["ritual", "celebration", "summary"] = "ritual"
+    trigger: Trigger = "schedule"
+    purpose: Purpose = "ritual"
     origin_occurrence_id: str | None = None
     # The couple's shared goals from last quarter (relationship check-in): shown where the
     # channel has room (e-mail), only counted on a lock screen.

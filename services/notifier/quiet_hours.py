@@ -26,12 +26,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, time, timedelta
-from typing import Literal
 from zoneinfo import ZoneInfo
 
-from shared.events import QuietHours, Recipient
-
-Policy = Literal["hold_both", "per_partner"]
+from shared.events import QuietHours, QuietHoursPolicy, Recipient
 
 
 def _inside(t: time, window: QuietHours) -> bool:
@@ -66,7 +63,7 @@ def release_times(
     recipients: Iterable[Recipient],
     *,
     together: bool,
-    policy: Policy = "hold_both",
+    policy: QuietHoursPolicy = "hold_both",
 ) -> dict[str, datetime | None]:
     """For each partner id: None to send now, or the UTC instant to hold the nudge until.
 

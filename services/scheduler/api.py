@@ -15,7 +15,7 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, time, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import apprise
@@ -31,8 +31,16 @@ from services.scheduler.keeping import AnswerError, Keeping, quarter_of
 from services.scheduler.rituals import Channel, Couple, Partner, Ritual, ScheduleSpec
 from services.scheduler.store import SchedulerStore
 from shared import links
-from shared.events import ChannelKind, DeliveryMode, QuietHours, RitualKind
+from shared.events import (
+    ChannelKind,
+    DeliveryMode,
+    QuietHours,
+    QuietHoursPolicy,
+    RitualKind,
+    Rotation,
+)
 from shared.ids import new_id
+from shared.links import Action
 from shared.redaction import redact
 from shared.settings import Settings
 
@@ -105,15 +113,15 @@ class RitualIn(Body):
     title: str | None = Field(default=None, min_length=1, max_length=60)
     schedule: ScheduleIn | None = None
     delivery: DeliveryMode = "together"
-    rotation: Literal["alternate"] | None = None
+    rotation: Rotation | None = None
     deck: str | None = Field(default=None, min_length=1, max_length=64)
-    quiet_hours_policy: Literal["hold_both", "per_partner"] = "hold_both"
+    quiet_hours_policy: QuietHoursPolicy = "hold_both"
     celebrate: bool = False
     celebrate_sms: bool = False
 
 
 class AckIn(Body):
-    action: Literal["done", "snooze", "skip"]
+    action: Action
     minutes: int | None = Field(default=None, ge=1, le=240, description="snooze length")
     partner_id: str | None = Field(
         default=None, description="who answers; required unless the occurrence is one partner's"
@@ -131,9 +139,9 @@ class RitualPatch(Body):
     title: str | None = Field(default=None, min_length=1, max_length=60)
     schedule: ScheduleIn | None = None
     delivery: DeliveryMode | None = None
-    rotation: Literal["alternate"] | None = None
+    rotation: Rotation | None = None
     deck: str | None = Field(default=None, min_length=1, max_length=64)
-    quiet_hours_policy: Literal["hold_both", "per_partner"] | None = None
+    quiet_hours_policy: QuietHoursPolicy | None = None
     celebrate: bool | None = None
     celebrate_sms: bool | None = None
 

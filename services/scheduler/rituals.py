@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -22,9 +21,12 @@ from shared.events import (
     DeliveryMode,
     PartnerInfo,
     QuietHours,
+    QuietHoursPolicy,
     Recipient,
     RitualDue,
     RitualKind,
+    Rotation,
+    Trigger,
 )
 from shared.ids import occurrence_id
 
@@ -86,9 +88,9 @@ class Ritual(Model):
     title: str
     schedule: ScheduleSpec
     delivery: DeliveryMode = "together"
-    rotation: Literal["alternate"] | None = None
+    rotation: Rotation | None = None
     deck: str | None = None
-    quiet_hours_policy: Literal["hold_both", "per_partner"] = "hold_both"
+    quiet_hours_policy: QuietHoursPolicy = "hold_both"
     # "You both did it" after both partners marked a firing done: opt-in, and not by SMS
     # unless asked (a text message costs money and attention).
     celebrate: bool = False
@@ -100,7 +102,7 @@ class Ritual(Model):
 class KindDefaults:
     title: str
     rrule: str
-    rotation: Literal["alternate"] | None = None
+    rotation: Rotation | None = None
 
 
 # What a ritual kind means when a couple names only the kind: the seed's rituals.
@@ -198,7 +200,7 @@ def ritual_due(
     slot: recurrence.Slot,
     *,
     catch_up: bool = False,
-    trigger: Literal["schedule", "manual", "snooze"] = "schedule",
+    trigger: Trigger = "schedule",
 ) -> RitualDue:
     """The ``ritual.due`` event for one firing of ``track``."""
     recipients = [
