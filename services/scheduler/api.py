@@ -11,7 +11,6 @@ import functools
 import hashlib
 import hmac
 import html
-import json
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, time, timedelta
@@ -26,6 +25,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from services.scheduler import answers, calendar_feed, recurrence, rituals
 from services.scheduler.firing import outgoing_due
+from services.scheduler.goals import Goal, newest_first
 from services.scheduler.history import NudgeHistory
 from services.scheduler.keeping import AnswerError, Keeping, quarter_of
 from services.scheduler.rituals import Channel, Couple, Partner, Ritual, ScheduleSpec
@@ -559,20 +559,20 @@ def create_app(
     async def add_goal(couple_id: str, body: GoalIn, who: Principal) -> dict[str, Any]:
         couple = await couple_for(couple_id, who)
         today = datetime.now(ZoneInfo(couple.partners[0].timezone)).date()
-        goal = {
-            "id": new_id("gol"),
-            "text": body.text,
-            "quarter": body.quarter or quarter_of(today),
-            "created_at": datetime.now(UTC).isoformat(),
-        }
-        await store.add_goal(couple.id, goal["id"], json.dumps(goal))
-        return goal
+        goal = Goal(
+            id=new_id("gol"),
+            text=body.text,
+            quarter=body.quarter or quarter_of(today),
+            created_at=datetime.now(UTC),
+        )
+        await store.add_goal(couple.id, goal)
+        return goal.model_dump(mode="json")
 
     @app.get("/v1/couples/{couple_id}/goals", tags=["goals"])
     async def list_goals(couple_id: str, who: Principal) -> dict[str, Any]:
         couple = await couple_for(couple_id, who)
-        goals = [json.loads(g) for g in await store.goals(couple.id)]
-        return {"goals": sorted(goals, key=lambda g: (g["quarter"], g["created_at"]), reverse=True)}
+        goals = newest_first(await store.goals(couple.id))
+        return {"goals": [g.model_dump(mode="json") for g in goals]}
 
     @app.delete("/v1/couples/{couple_id}/goals/{goal_id}", status_code=204, tags=["goals"])
     async def delete_goal(couple_id: str, goal_id: str, who: Principal) -> Response:

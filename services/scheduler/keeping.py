@@ -7,7 +7,6 @@ summary its numbers.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -16,6 +15,7 @@ from zoneinfo import ZoneInfo
 from services.scheduler import answers, recurrence, rituals
 from services.scheduler.answers import OccurrenceRef
 from services.scheduler.firing import outgoing_due
+from services.scheduler.goals import texts_of_quarter
 from services.scheduler.history import NudgeHistory
 from services.scheduler.rituals import Couple, Ritual
 from services.scheduler.store import SchedulerStore
@@ -202,15 +202,8 @@ class Keeping:
     ) -> dict[str, Any]:
         """What a firing of ``ritual`` carries beyond the ritual itself."""
         if ritual.kind == "relationship_checkin":
-            wanted = previous_quarter(wall_date)
-            goals = [json.loads(g) for g in await self.store.goals(couple.id)]
-            return {
-                "goals": [
-                    g["text"]
-                    for g in sorted(goals, key=lambda g: g["created_at"])
-                    if g["quarter"] == wanted
-                ]
-            }
+            goals = await self.store.goals(couple.id)
+            return {"goals": texts_of_quarter(goals, previous_quarter(wall_date))}
         if ritual.kind == "weekly_summary":
             return {"summary": await self.summary(couple, now)}
         return {}

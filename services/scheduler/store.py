@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from services.scheduler.goals import Goal
 from services.scheduler.rituals import Couple, Ritual
 from shared.redis import Keys
 from shared.vault import Vault
@@ -366,11 +367,12 @@ class SchedulerStore:
             await self.redis.hsetnx(self._slot(ritual_id, slot), f"snoozed:{partner_id}", "1")
         )
 
-    async def add_goal(self, couple_id: str, goal_id: str, document: str) -> None:
-        await self.redis.hset(self._goals(couple_id), goal_id, document)
+    async def add_goal(self, couple_id: str, goal: Goal) -> None:
+        await self.redis.hset(self._goals(couple_id), goal.id, goal.model_dump_json())
 
-    async def goals(self, couple_id: str) -> list[str]:
-        return list((await self.redis.hgetall(self._goals(couple_id))).values())
+    async def goals(self, couple_id: str) -> list[Goal]:
+        stored = await self.redis.hgetall(self._goals(couple_id))
+        return [Goal.model_validate_json(raw) for raw in stored.values()]
 
     async def delete_goal(self, couple_id: str, goal_id: str) -> bool:
         return bool(await self.redis.hdel(self._goals(couple_id), goal_id))
