@@ -1,0 +1,172 @@
+"""Partners answering a nudge: the API's ack (with a token), and the signed action links of
+a nudge (no other credential). Opening a link changes nothing; only its POST acts."""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from services.scheduler import answers
+from services.scheduler.api.deps import CurrentCaller, Keeper, Now, OnEnqueue, SecretKey, Store
+from services.scheduler.api.errors import Invalid
+from services.scheduler.api.schemas import AckIn
+from services.scheduler.keeping import AnswerError, Keeping
+from services.scheduler.rituals import Couple
+from services.scheduler.store import SchedulerStore
+from shared import links
+
+router = APIRouter(tags=["answers"])
+
+BUTTON_LABELS = {
+    "done": "Mark it done",
+    "snooze": "Snooze {minutes} minutes",
+    "skip": "Skip this one",
+}
+ANSWERED = {
+    "done": "Marked done.",
+    "snooze": "Snoozed: we'll remind you again soon.",
+    "skip": "Skipped this one.",
+}
+
+
+@router.post("/v1/occurrences/{occurrence_id:path}/ack")
+async def ack(
+    occurrence_id: str,
+    body: AckIn,
+    caller: CurrentCaller,
+    store: Store,
+    keeping: Keeper,
+    on_enqueue: OnEnqueue,
+    now: Now,
+) -> dict[str, Any]:
+    """Answer a nudge: done, snooze (re-fires once for that partner) or skip."""
+    ritual_id = _occurrence(occurrence_id).ritual_id
+    ritual = await store.get_ritual(ritual_id)
+    if ritual is None:
+        raise HTTPException(404, "occurrence not found")
+    couple = await caller.couple(ritual.couple_id)
+    done = await _take_answer(
+        store, keeping, couple, occurrence_id, body.partner_id, body.action, body.minutes, now
+    )
+    if done["refire"] or done["celebrated"]:
+        on_enqueue()
+    return done
+
+
+@router.post("/a/{token}")
+async def link_post(
+    token: str,
+    request: Request,
+    secret_key: SecretKey,
+    store: Store,
+    keeping: Keeper,
+    on_enqueue: OnEnqueue,
+    now: Now,
+) -> Response:
+    """A signed action link acted on (its page's button, or a notification's action
+    button): no other credential. HTML for a browser, JSON otherwise."""
+    browser = "text/html" in request.headers.get("accept", "")
+    try:
+        grant = _granted(secret_key, token)
+        couple = await store.get_couple(grant.couple_id)
+        if couple is None:
+            raise HTTPException(404, "couple not found")
+        done = await _take_answer(
+            store,
+            keeping,
+            couple,
+            grant.occurrence_id,
+            grant.partner_id,
+            grant.action,
+            grant.minutes,
+            now,
+        )
+    except HTTPException as exc:
+        if not browser:
+            raise
+        return _refused(exc)
+    if done["refire"] or done["celebrated"]:
+        on_enqueue()
+    if not browser:
+        return JSONResponse(done)
+    said = ANSWERED[done["action"]]
+    if done["completion"] == "both":
+        said += f" You both did it ({done['streak']} in a row)."
+    return HTMLResponse(_page("Tandem", said))
+
+
+@router.get("/a/{token}", response_class=HTMLResponse)
+async def link_get(token: str, secret_key: SecretKey) -> HTMLResponse:
+    """A signed action link opened from a nudge: a page with one button. Opening it
+    changes nothing, so a chat app's link preview cannot mark a ritual done."""
+    try:
+        grant = _granted(secret_key, token)
+    except HTTPException as exc:
+        return _refused(exc)
+    label = BUTTON_LABELS[grant.action].format(minutes=grant.minutes or 15)
+    button = (
+        f"<form method=post><button style='font:inherit;padding:.6em 1.4em'>"
+        f"{html.escape(label)}</button></form>"
+    )
+    return HTMLResponse(_page("Tandem", "", button))
+
+
+def _refused(exc: HTTPException) -> HTMLResponse:
+    return HTMLResponse(_page("That link did not work", str(exc.detail)), exc.status_code)
+
+
+def _page(title: str, text: str, extra_html: str = "") -> str:
+    return (
+        "<!doctype html><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width,initial-scale=1">'
+        f"<title>{html.escape(title)}</title>"
+        "<body style='font:18px system-ui;margin:3em auto;max-width:28em;text-align:center'>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>{extra_html}</body>"
+    )
+
+
+def _granted(secret_key: str, token: str) -> links.Grant:
+    """What a signed link grants: 410 once expired, 403 when forged, 400 when garbled."""
+    try:
+        return links.verify(secret_key, token)
+    except links.LinkError as exc:
+        status = 410 if "expired" in str(exc) else 403 if "signature" in str(exc) else 400
+        raise HTTPException(status, str(exc)) from None
+
+
+def _occurrence(occurrence_id: str) -> answers.OccurrenceRef:
+    try:
+        return answers.parse_occurrence(occurrence_id)
+    except ValueError as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+async def _take_answer(
+    store: SchedulerStore,
+    keeping: Keeping,
+    couple: Couple,
+    occurrence_id: str,
+    partner_id: str | None,
+    action: str,
+    minutes: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """Record a partner's answer to one of ``couple``'s occurrences (see
+    :meth:`Keeping.answer`); 404 for an occurrence that is not the couple's."""
+    ref = _occurrence(occurrence_id)
+    ritual = await store.get_ritual(ref.ritual_id)
+    if ritual is None or ritual.couple_id != couple.id:
+        raise HTTPException(404, "occurrence not found")
+    partner_id = partner_id or ref.partner_id
+    if partner_id is None:
+        raise Invalid(["body", "partner_id"], "say which partner answers")
+    try:
+        done = await keeping.answer(couple, ritual, ref, partner_id, action, minutes, now=now)
+    except AnswerError as exc:
+        raise HTTPException(exc.status, exc.reason) from None
+    return dataclasses.asdict(done)

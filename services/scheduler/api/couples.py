@@ -1,0 +1,104 @@
+"""Couples and their partners: created by the admin, then seen and changed with the couple's
+own token."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import apprise
+from fastapi import APIRouter, HTTPException, Response
+
+from services.scheduler import planning
+from services.scheduler.api.deps import (
+    AppriseAsset,
+    AppSettings,
+    CurrentCaller,
+    Now,
+    SecretKey,
+    Store,
+)
+from services.scheduler.api.errors import Invalid
+from services.scheduler.api.feeds import feed_url
+from services.scheduler.api.schemas import CoupleIn, CouplePatch, PartnerIn
+from services.scheduler.rituals import Channel, Couple, Partner
+from shared.events import ChannelKind, QuietHours
+from shared.ids import new_id
+from shared.redaction import redact
+
+router = APIRouter(tags=["couples"])
+
+
+@router.post("/v1/couples", status_code=201)
+async def create_couple(
+    body: CoupleIn, caller: CurrentCaller, asset: AppriseAsset, store: Store, now: Now
+) -> dict[str, Any]:
+    if caller.who is not None:
+        raise HTTPException(403, "only the admin token creates couples")
+    urls: dict[str, str] = {}  # channel id -> its URL, kept encrypted apart from the couple
+    partners = [
+        _partner(p, ["body", "partners", i], asset, urls) for i, p in enumerate(body.partners)
+    ]
+    couple = Couple(id=new_id("cpl"), name=body.name, partners=partners, created_at=now)
+    token = f"ct_{secrets.token_urlsafe(24)}"
+    await store.create_couple(couple, token, urls)
+    return {**couple.model_dump(mode="json"), "token": token}
+
+
+def _partner(
+    given: PartnerIn, loc: list[str | int], asset: apprise.AppriseAsset, urls: dict[str, str]
+) -> Partner:
+    """The partner ``given`` describes, its channels' URLs added to ``urls``."""
+    channels = []
+    for j, c in enumerate(given.channels):
+        channel = _channel(c.url, c.kind, [*loc, "channels", j, "url"], asset)
+        urls[channel.id] = c.url
+        channels.append(channel)
+    return Partner(
+        id=new_id("prt"),
+        name=given.name,
+        timezone=given.timezone,
+        channels=channels,
+        quiet_hours=QuietHours(**given.quiet_hours.model_dump()) if given.quiet_hours else None,
+    )
+
+
+def _channel(
+    url: str, kind: ChannelKind, loc: list[str | int], asset: apprise.AppriseAsset
+) -> Channel:
+    """A channel for an Apprise URL this deployment can load; the URL itself is only shown
+    redacted."""
+    service = apprise.Apprise.instantiate(url, asset=asset)
+    if service is None or isinstance(service, bool):
+        raise Invalid(loc, "not an Apprise URL Tandem can load (unknown scheme or bad parameters)")
+    return Channel(id=new_id("chn"), kind=kind, redacted=redact(service))
+
+
+@router.get("/v1/couples/{couple_id}")
+async def get_couple(
+    couple_id: str, caller: CurrentCaller, settings: AppSettings, secret_key: SecretKey
+) -> dict[str, Any]:
+    couple = await caller.couple(couple_id)
+    feed = feed_url(settings.api_url, secret_key, couple.id)
+    return {**couple.model_dump(mode="json"), "calendar_feed": feed}
+
+
+@router.patch("/v1/couples/{couple_id}")
+async def patch_couple(
+    couple_id: str, body: CouplePatch, caller: CurrentCaller, store: Store, now: Now
+) -> dict[str, Any]:
+    couple = await caller.couple(couple_id)
+    updated = couple.model_copy(update=body.model_dump(exclude_unset=True, exclude_none=True))
+    await store.save_couple(updated)
+    if couple.paused != updated.paused:
+        await planning.reschedule_couple(store, updated, now)
+    return updated.model_dump(mode="json")
+
+
+@router.delete("/v1/couples/{couple_id}", status_code=204)
+async def delete_couple(couple_id: str, caller: CurrentCaller, store: Store) -> Response:
+    couple = await caller.couple(couple_id)
+    their_rituals = await store.list_rituals(couple.id)
+    tracks = [t for r in their_rituals for t in planning.track_ids(couple, r)]
+    await store.delete_couple(couple, their_rituals, tracks)
+    return Response(status_code=204)

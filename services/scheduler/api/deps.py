@@ -1,0 +1,134 @@
+"""What the routes depend on, each read from ``request.app.state`` (which
+:func:`services.scheduler.api.create_app` fills), so a test can mount one router on a bare
+app and provide its own, or replace any of them with ``app.dependency_overrides``."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import apprise
+from fastapi import Depends, HTTPException, Request
+
+from services.scheduler.history import NudgeHistory
+from services.scheduler.keeping import Keeping
+from services.scheduler.rituals import Couple, Ritual
+from services.scheduler.store import SchedulerStore
+from shared.settings import Settings
+
+Readiness = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def settings(request: Request) -> Settings:
+    found: Settings = request.app.state.settings
+    return found
+
+
+def secret_key(settings: Annotated[Settings, Depends(settings)]) -> str:
+    """The key that signs action links and calendar feed URLs."""
+    if not settings.secret_key:
+        raise RuntimeError("TANDEM_SECRET_KEY must be set (make one with `tandem keygen`)")
+    return settings.secret_key
+
+
+def store(request: Request) -> SchedulerStore:
+    found: SchedulerStore = request.app.state.store
+    return found
+
+
+def history(request: Request) -> NudgeHistory:
+    found: NudgeHistory = request.app.state.history
+    return found
+
+
+def keeping(request: Request) -> Keeping:
+    found: Keeping = request.app.state.keeping
+    return found
+
+
+def apprise_asset(request: Request) -> apprise.AppriseAsset:
+    """Where Apprise finds the deployment's plugins (for checking channel URLs)."""
+    found: apprise.AppriseAsset = request.app.state.apprise_asset
+    return found
+
+
+def on_enqueue(request: Request) -> Callable[[], None]:
+    """Tells the outbox publisher something new is waiting (a trigger, a snooze)."""
+    found: Callable[[], None] = request.app.state.on_enqueue
+    return found
+
+
+def readiness(request: Request) -> Readiness | None:
+    found: Readiness | None = request.app.state.readiness
+    return found
+
+
+def now() -> datetime:
+    """The instant a request is handled at (override it for a fixed clock)."""
+    return datetime.now(UTC)
+
+
+AppSettings = Annotated[Settings, Depends(settings)]
+SecretKey = Annotated[str, Depends(secret_key)]
+Store = Annotated[SchedulerStore, Depends(store)]
+History = Annotated[NudgeHistory, Depends(history)]
+Keeper = Annotated[Keeping, Depends(keeping)]
+AppriseAsset = Annotated[apprise.AppriseAsset, Depends(apprise_asset)]
+OnEnqueue = Annotated[Callable[[], None], Depends(on_enqueue)]
+ReadinessCheck = Annotated[Readiness | None, Depends(readiness)]
+Now = Annotated[datetime, Depends(now)]
+
+
+# -- who calls, and what they may see ------------------------------------------------------
+async def principal(request: Request, settings: AppSettings, store: Store) -> str | None:
+    """None for the admin; the couple id for a couple token; 401 for anything else."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPException(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
+    admin = settings.admin_token
+    if admin and hmac.compare_digest(token.encode(), admin.encode()):
+        return None
+    couple_id = await store.couple_for_token(token)
+    if couple_id is None:
+        raise HTTPException(401, "unknown token", {"WWW-Authenticate": "Bearer"})
+    return couple_id
+
+
+Principal = Annotated[str | None, Depends(principal)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The store as one caller may see it: ``who`` is None for the admin (everything), or
+    the id of the one couple it may see."""
+
+    store: SchedulerStore
+    who: str | None
+
+    async def couple(self, couple_id: str) -> Couple:
+        """The couple, or 404 -- also for another couple's id, so that a couple token cannot
+        probe which ids exist."""
+        if self.who is not None and self.who != couple_id:
+            raise HTTPException(404, "couple not found")
+        couple = await self.store.get_couple(couple_id)
+        if couple is None:
+            raise HTTPException(404, "couple not found")
+        return couple
+
+    async def ritual(self, ritual_id: str) -> tuple[Ritual, Couple]:
+        """The ritual with its couple, or 404 (also for another couple's ritual)."""
+        ritual = await self.store.get_ritual(ritual_id)
+        if ritual is None or (self.who is not None and self.who != ritual.couple_id):
+            raise HTTPException(404, "ritual not found")
+        return ritual, await Caller(self.store, None).couple(ritual.couple_id)
+
+
+def caller(store: Store, who: Principal) -> Caller:
+    return Caller(store, who)
+
+
+CurrentCaller = Annotated[Caller, Depends(caller)]

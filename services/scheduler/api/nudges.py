@@ -1,0 +1,22 @@
+"""The couple's recent nudges and what became of them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from services.scheduler.api.deps import CurrentCaller, History
+
+router = APIRouter(tags=["history"])
+
+
+@router.get("/v1/couples/{couple_id}/nudges")
+async def nudges(
+    couple_id: str,
+    caller: CurrentCaller,
+    history: History,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> dict[str, Any]:
+    couple = await caller.couple(couple_id)
+    return {"nudges": await history.recent(couple.id, limit)}

@@ -1,0 +1,142 @@
+"""A couple's rituals: their schedules, what fires next, and a test nudge on demand."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Response
+
+from services.scheduler import planning, rituals
+from services.scheduler.api.deps import CurrentCaller, Keeper, Now, OnEnqueue, Store
+from services.scheduler.api.errors import Invalid
+from services.scheduler.api.schemas import RitualIn, RitualPatch
+from services.scheduler.keeping import Keeping
+from services.scheduler.recurrence import ScheduleError
+from services.scheduler.rituals import Couple, Ritual, ScheduleSpec
+from services.scheduler.store import SchedulerStore
+from shared.ids import new_id
+
+router = APIRouter(tags=["rituals"])
+
+
+@router.post("/v1/couples/{couple_id}/rituals", status_code=201)
+async def create_ritual(
+    couple_id: str, body: RitualIn, caller: CurrentCaller, store: Store, keeping: Keeper, now: Now
+) -> dict[str, Any]:
+    couple = await caller.couple(couple_id)
+    defaults = rituals.KIND_DEFAULTS[body.kind]
+    ritual = Ritual(
+        id=new_id("rit"),
+        couple_id=couple.id,
+        kind=body.kind,
+        title=body.title or defaults.title,
+        schedule=(
+            ScheduleSpec(**body.schedule.model_dump())
+            if body.schedule
+            else planning.default_schedule(body.kind, couple, now)
+        ),
+        delivery=body.delivery,
+        rotation=body.rotation if "rotation" in body.model_fields_set else defaults.rotation,
+        deck=body.deck,
+        quiet_hours_policy=body.quiet_hours_policy,
+        celebrate=body.celebrate,
+        celebrate_sms=body.celebrate_sms,
+        created_at=now,
+    )
+    await _check(couple, ritual, now)
+    await store.save_ritual(ritual, planning.plan(couple, ritual, now))
+    return await _view(store, keeping, couple, ritual, now)
+
+
+@router.get("/v1/couples/{couple_id}/rituals")
+async def list_rituals(
+    couple_id: str, caller: CurrentCaller, store: Store, keeping: Keeper, now: Now
+) -> dict[str, Any]:
+    couple = await caller.couple(couple_id)
+    return {
+        "rituals": [
+            await _view(store, keeping, couple, r, now) for r in await store.list_rituals(couple.id)
+        ]
+    }
+
+
+@router.get("/v1/rituals/{ritual_id}")
+async def get_ritual(
+    ritual_id: str, caller: CurrentCaller, store: Store, keeping: Keeper, now: Now
+) -> dict[str, Any]:
+    ritual, couple = await caller.ritual(ritual_id)
+    return await _view(store, keeping, couple, ritual, now)
+
+
+@router.patch("/v1/rituals/{ritual_id}")
+async def patch_ritual(
+    ritual_id: str,
+    body: RitualPatch,
+    caller: CurrentCaller,
+    store: Store,
+    keeping: Keeper,
+    now: Now,
+) -> dict[str, Any]:
+    ritual, couple = await caller.ritual(ritual_id)
+    changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"schedule"})
+    if body.schedule is not None:
+        changes["schedule"] = ScheduleSpec(**body.schedule.model_dump())
+    updated = Ritual.model_validate({**ritual.model_dump(), **changes})
+    await _check(couple, updated, now)
+    gone = set(planning.track_ids(couple, ritual)) - set(planning.track_ids(couple, updated))
+    schedule = {} if couple.paused else planning.plan(couple, updated, now)
+    await store.save_ritual(updated, schedule, sorted(gone))
+    return await _view(store, keeping, couple, updated, now)
+
+
+@router.delete("/v1/rituals/{ritual_id}", status_code=204)
+async def delete_ritual(ritual_id: str, caller: CurrentCaller, store: Store) -> Response:
+    ritual, couple = await caller.ritual(ritual_id)
+    await store.delete_ritual(ritual, planning.track_ids(couple, ritual))
+    return Response(status_code=204)
+
+
+@router.get("/v1/rituals/{ritual_id}/upcoming")
+async def upcoming(
+    ritual_id: str,
+    caller: CurrentCaller,
+    store: Store,
+    count: Annotated[int, Query(ge=1, le=100)] = 5,
+) -> dict[str, Any]:
+    ritual, couple = await caller.ritual(ritual_id)
+    return {"occurrences": await planning.upcoming(store, couple, ritual, count)}
+
+
+@router.post("/v1/rituals/{ritual_id}/trigger", status_code=202)
+async def trigger(
+    ritual_id: str, caller: CurrentCaller, store: Store, on_enqueue: OnEnqueue, now: Now
+) -> dict[str, Any]:
+    ritual, couple = await caller.ritual(ritual_id)
+    if couple.paused:
+        raise HTTPException(409, "the couple is paused")
+    events = planning.manual_trigger(couple, ritual, now)
+    await store.enqueue(now.timestamp(), events)
+    on_enqueue()
+    ids = [e.id for e in events]
+    return {"occurrence_id": ids[0], "occurrence_ids": ids}
+
+
+async def _check(couple: Couple, ritual: Ritual, now: datetime) -> None:
+    """422 unless ``ritual``'s schedule can be accepted (see :func:`planning.check`)."""
+    try:
+        await planning.check(couple, ritual, now)
+    except ScheduleError as exc:
+        raise Invalid.of_schedule(exc) from None
+
+
+async def _view(
+    store: SchedulerStore, keeping: Keeping, couple: Couple, ritual: Ritual, now: datetime
+) -> dict[str, Any]:
+    """The ritual as answered: with its next firing and the couple's streak."""
+    following = await planning.upcoming(store, couple, ritual, 1)
+    return {
+        **ritual.model_dump(mode="json"),
+        "next": following[0] if following else None,
+        "streak": await keeping.streak(couple, ritual, now),
+    }

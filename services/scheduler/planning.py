@@ -1,0 +1,143 @@
+"""Planning: when each of a couple's rituals fires next, and what a caller may see of it.
+
+The API calls these; the instants come from the same :mod:`rituals` functions the firing
+loop uses, so what the API promises is what fires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from datetime import UTC, datetime, timedelta
+from typing import TypedDict
+from zoneinfo import ZoneInfo
+
+from services.scheduler import recurrence, rituals
+from services.scheduler.firing import outgoing_due
+from services.scheduler.rituals import Couple, Ritual, ScheduleSpec
+from services.scheduler.store import Outgoing, SchedulerStore
+
+VALIDATE_SECONDS = 5.0
+# ``next_slot`` finds slots strictly after an instant: look a second before a stored due.
+_EPSILON = timedelta(seconds=1)
+
+Plan = dict[str, float | None]  # track id -> next due epoch second (None: never again)
+
+
+class Upcoming(TypedDict):
+    """One firing to come, as the API shows it."""
+
+    occurrence_id: str
+    scheduled_for: dict[str, str]  # partner id -> UTC instant ("...Z")
+    planner: str | None
+    wall_time: str
+
+
+def track_ids(couple: Couple, ritual: Ritual) -> list[str]:
+    """The ids of the tracks ``ritual`` fires on for ``couple``."""
+    return [t.id for t in rituals.tracks(couple, ritual)]
+
+
+def plan(couple: Couple, ritual: Ritual, now: datetime) -> Plan:
+    """Each track's first firing strictly after ``now`` (None once the rule has ended)."""
+    out: Plan = {}
+    for track in rituals.tracks(couple, ritual):
+        slot = rituals.next_slot(couple, ritual, track, now)
+        out[track.id] = slot.instant.timestamp() if slot else None
+    return out
+
+
+def default_schedule(kind: str, couple: Couple, now: datetime) -> ScheduleSpec:
+    """The schedule of a ritual given only its kind: the kind's rule, in the first partner's
+    zone, starting today (local midnight there)."""
+    zone = couple.partners[0].timezone
+    today = now.astimezone(ZoneInfo(zone)).replace(
+        hour=0, minute=0, second=0, microsecond=0, tzinfo=None
+    )
+    return ScheduleSpec(rrule=rituals.KIND_DEFAULTS[kind].rrule, timezone=zone, start=today)
+
+
+async def check(couple: Couple, ritual: Ritual, now: datetime) -> None:
+    """Raise :class:`recurrence.ScheduleError` unless ``ritual``'s schedule can be accepted
+    as of ``now``; a rule too costly to evaluate within :data:`VALIDATE_SECONDS` is refused
+    as ``schedule.rrule``. Never blocks the event loop."""
+    # A contrived rule that never fires can keep dateutil searching for seconds: do it off
+    # the event loop, and give up on rules that take too long to evaluate.
+    validate = functools.partial(recurrence.validate, rituals.schedule_of(couple, ritual), now=now)
+    try:
+        await asyncio.wait_for(asyncio.to_thread(validate), VALIDATE_SECONDS)
+    except TimeoutError:
+        raise recurrence.ScheduleError(
+            "schedule.rrule", "rule too costly to evaluate; simplify it"
+        ) from None
+
+
+async def reschedule_couple(store: SchedulerStore, couple: Couple, now: datetime) -> None:
+    """Bring every track of ``couple``'s rituals in line with ``couple.paused``: a paused
+    couple has nothing scheduled; an active one fires each track next after ``now``."""
+    their_rituals = await store.list_rituals(couple.id)
+    if couple.paused:
+        await store.reschedule({}, [t for r in their_rituals for t in track_ids(couple, r)])
+        return
+    # Resume continues from now: no burst of what the pause skipped.
+    schedule: Plan = {}
+    for ritual in their_rituals:
+        schedule.update(plan(couple, ritual, now))
+    await store.reschedule(schedule)
+
+
+async def upcoming(
+    store: SchedulerStore, couple: Couple, ritual: Ritual, count: int
+) -> list[Upcoming]:
+    """Exactly what will fire, soonest first, at most ``count``: each track's stored next
+    instant, then the rule's slots after it -- the same functions the firing loop calls.
+    Nothing for a paused couple."""
+    if couple.paused:
+        return []
+    tracks = rituals.tracks(couple, ritual)
+    dues = await store.due_of([t.id for t in tracks])
+    found: list[Upcoming] = []
+    for track, due in zip(tracks, dues, strict=True):
+        if due is not None:
+            found += _track_upcoming(couple, ritual, track, due, count)
+    found.sort(key=lambda o: min(o["scheduled_for"].values()))
+    return found[:count]
+
+
+def _track_upcoming(
+    couple: Couple, ritual: Ritual, track: rituals.Track, due: float, count: int
+) -> list[Upcoming]:
+    due_at = datetime.fromtimestamp(due, UTC)
+    first = rituals.next_slot(couple, ritual, track, due_at.replace(microsecond=0) - _EPSILON)
+    if first is None:
+        return []
+    following = recurrence.slots_after(
+        rituals.schedule_of(couple, ritual), track.zone, first.instant, count - 1
+    )
+    recipients = [p.id for p in couple.partners if track.partner_id in (None, p.id)]
+    return [
+        Upcoming(
+            occurrence_id=rituals.occurrence_of(track, slot.instant),
+            scheduled_for={p: slot.instant.isoformat().replace("+00:00", "Z") for p in recipients},
+            planner=rituals.planner(couple, ritual, slot.ordinal),
+            wall_time=slot.wall_time.isoformat(),
+        )
+        for slot in [first, *following]
+    ]
+
+
+def manual_trigger(couple: Couple, ritual: Ritual, now: datetime) -> list[Outgoing]:
+    """The ``ritual.due`` events of a "send a test nudge now": one per track, for this
+    second, with the planner of the track's next real firing."""
+    return [
+        outgoing_due(
+            rituals.ritual_due(
+                couple,
+                ritual,
+                track,
+                rituals.manual_slot(couple, ritual, track, now),
+                trigger="manual",
+            )
+        )
+        for track in rituals.tracks(couple, ritual)
+    ]
