@@ -142,7 +142,7 @@ async def test_rituals_plan_from_the_clock_and_trigger_wakes_the_publisher(infra
         assert [o.id for o in sent] == [triggered.json()["occurrence_id"]]
 
 
-async def test_action_link_page_changes_nothing(infra, store) -> None:
+async def test_action_link_page_changes_nothing_and_escapes(infra, store) -> None:
     settings = infra.settings()
     app = bare_app(answers.router, settings, store)
     grant = links.Grant("cpl_x", "rit_x@20260310T120000Z", "prt_sam", "snooze", 2**40, 30)
@@ -154,6 +154,9 @@ async def test_action_link_page_changes_nothing(infra, store) -> None:
         refused = await api.get("/a/garbage")
         assert refused.status_code in (400, 403)
         assert "That link did not work" in refused.text and "<button" not in refused.text
+    # the partners' and the links' words are text, never markup
+    rendered = answers.templates.get_template("page.html").render(title="<i>", text="<script>")
+    assert "&lt;script&gt;" in rendered and "<script>" not in rendered
 
 
 async def test_readyz_reports_the_readiness_it_is_given(infra, store) -> None:

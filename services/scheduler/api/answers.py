@@ -4,12 +4,13 @@ a nudge (no other credential). Opening a link changes nothing; only its POST act
 from __future__ import annotations
 
 import dataclasses
-import html
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.templating import Jinja2Templates
 
 from services.scheduler import answers
 from services.scheduler.api.deps import CurrentCaller, Keeper, Now, OnEnqueue, SecretKey, Store
@@ -21,6 +22,7 @@ from services.scheduler.store import SchedulerStore
 from shared import links
 
 router = APIRouter(tags=["answers"])
+templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
 
 BUTTON_LABELS = {
     "done": "Mark it done",
@@ -89,7 +91,7 @@ async def link_post(
     except HTTPException as exc:
         if not browser:
             raise
-        return _refused(exc)
+        return _refused(request, exc)
     if done["refire"] or done["celebrated"]:
         on_enqueue()
     if not browser:
@@ -97,37 +99,25 @@ async def link_post(
     said = ANSWERED[done["action"]]
     if done["completion"] == "both":
         said += f" You both did it ({done['streak']} in a row)."
-    return HTMLResponse(_page("Tandem", said))
+    return templates.TemplateResponse(request, "page.html", {"title": "Tandem", "text": said})
 
 
 @router.get("/a/{token}", response_class=HTMLResponse)
-async def link_get(token: str, secret_key: SecretKey) -> HTMLResponse:
+async def link_get(token: str, request: Request, secret_key: SecretKey) -> HTMLResponse:
     """A signed action link opened from a nudge: a page with one button. Opening it
     changes nothing, so a chat app's link preview cannot mark a ritual done."""
     try:
         grant = _granted(secret_key, token)
     except HTTPException as exc:
-        return _refused(exc)
+        return _refused(request, exc)
     label = BUTTON_LABELS[grant.action].format(minutes=grant.minutes or 15)
-    button = (
-        f"<form method=post><button style='font:inherit;padding:.6em 1.4em'>"
-        f"{html.escape(label)}</button></form>"
-    )
-    return HTMLResponse(_page("Tandem", "", button))
+    context = {"title": "Tandem", "text": "", "label": label}
+    return templates.TemplateResponse(request, "action.html", context)
 
 
-def _refused(exc: HTTPException) -> HTMLResponse:
-    return HTMLResponse(_page("That link did not work", str(exc.detail)), exc.status_code)
-
-
-def _page(title: str, text: str, extra_html: str = "") -> str:
-    return (
-        "<!doctype html><meta charset=utf-8>"
-        '<meta name=viewport content="width=device-width,initial-scale=1">'
-        f"<title>{html.escape(title)}</title>"
-        "<body style='font:18px system-ui;margin:3em auto;max-width:28em;text-align:center'>"
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>{extra_html}</body>"
-    )
+def _refused(request: Request, exc: HTTPException) -> HTMLResponse:
+    context = {"title": "That link did not work", "text": str(exc.detail)}
+    return templates.TemplateResponse(request, "page.html", context, status_code=exc.status_code)
 
 
 def _granted(secret_key: str, token: str) -> links.Grant:
