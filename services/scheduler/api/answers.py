@@ -4,15 +4,17 @@ a nudge (no other credential). Opening a link changes nothing; only its POST act
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 
-from services.scheduler import answers
+from services.scheduler.answers import OccurrenceRef, parse_occurrence
 from services.scheduler.api.deps import CurrentCaller, Keeper, Now, OnEnqueue, SecretKey, Store
 from services.scheduler.api.errors import Invalid
 from services.scheduler.api.schemas import AckIn
@@ -36,39 +38,66 @@ ANSWERED = {
 }
 
 
+@dataclass(frozen=True)
+class Answering:
+    """Takes partners' answers within one request, and wakes the outbox publisher when an
+    answer queued a nudge (a snooze's re-fire, a "you both did it")."""
+
+    store: SchedulerStore
+    keeping: Keeping
+    on_enqueue: Callable[[], None]
+    now: datetime
+
+    async def take(
+        self,
+        couple: Couple,
+        occurrence_id: str,
+        partner_id: str | None,
+        action: str,
+        minutes: int | None,
+    ) -> dict[str, Any]:
+        """Record a partner's answer to one of ``couple``'s occurrences (see
+        :meth:`Keeping.answer`); 404 for an occurrence that is not the couple's."""
+        ref = _occurrence(occurrence_id)
+        ritual = await self.store.get_ritual(ref.ritual_id)
+        if ritual is None or ritual.couple_id != couple.id:
+            raise HTTPException(404, "occurrence not found")
+        partner_id = partner_id or ref.partner_id
+        if partner_id is None:
+            raise Invalid(["body", "partner_id"], "say which partner answers")
+        try:
+            done = await self.keeping.answer(
+                couple, ritual, ref, partner_id, action, minutes, now=self.now
+            )
+        except AnswerError as exc:
+            raise HTTPException(exc.status, exc.reason) from None
+        if done.refire or done.celebrated:
+            self.on_enqueue()
+        return dataclasses.asdict(done)
+
+
+def answering(store: Store, keeping: Keeper, on_enqueue: OnEnqueue, now: Now) -> Answering:
+    return Answering(store, keeping, on_enqueue, now)
+
+
+Answers = Annotated[Answering, Depends(answering)]
+
+
 @router.post("/v1/occurrences/{occurrence_id:path}/ack")
 async def ack(
-    occurrence_id: str,
-    body: AckIn,
-    caller: CurrentCaller,
-    store: Store,
-    keeping: Keeper,
-    on_enqueue: OnEnqueue,
-    now: Now,
+    occurrence_id: str, body: AckIn, caller: CurrentCaller, store: Store, answers: Answers
 ) -> dict[str, Any]:
     """Answer a nudge: done, snooze (re-fires once for that partner) or skip."""
-    ritual_id = _occurrence(occurrence_id).ritual_id
-    ritual = await store.get_ritual(ritual_id)
+    ritual = await store.get_ritual(_occurrence(occurrence_id).ritual_id)
     if ritual is None:
         raise HTTPException(404, "occurrence not found")
     couple = await caller.couple(ritual.couple_id)
-    done = await _take_answer(
-        store, keeping, couple, occurrence_id, body.partner_id, body.action, body.minutes, now
-    )
-    if done["refire"] or done["celebrated"]:
-        on_enqueue()
-    return done
+    return await answers.take(couple, occurrence_id, body.partner_id, body.action, body.minutes)
 
 
 @router.post("/a/{token}")
 async def link_post(
-    token: str,
-    request: Request,
-    secret_key: SecretKey,
-    store: Store,
-    keeping: Keeper,
-    on_enqueue: OnEnqueue,
-    now: Now,
+    token: str, request: Request, secret_key: SecretKey, store: Store, answers: Answers
 ) -> Response:
     """A signed action link acted on (its page's button, or a notification's action
     button): no other credential. HTML for a browser, JSON otherwise."""
@@ -78,22 +107,13 @@ async def link_post(
         couple = await store.get_couple(grant.couple_id)
         if couple is None:
             raise HTTPException(404, "couple not found")
-        done = await _take_answer(
-            store,
-            keeping,
-            couple,
-            grant.occurrence_id,
-            grant.partner_id,
-            grant.action,
-            grant.minutes,
-            now,
+        done = await answers.take(
+            couple, grant.occurrence_id, grant.partner_id, grant.action, grant.minutes
         )
     except HTTPException as exc:
         if not browser:
             raise
         return _refused(request, exc)
-    if done["refire"] or done["celebrated"]:
-        on_enqueue()
     if not browser:
         return JSONResponse(done)
     said = ANSWERED[done["action"]]
@@ -129,34 +149,9 @@ def _granted(secret_key: str, token: str) -> links.Grant:
         raise HTTPException(status, str(exc)) from None
 
 
-def _occurrence(occurrence_id: str) -> answers.OccurrenceRef:
+def _occurrence(occurrence_id: str) -> OccurrenceRef:
+    """The occurrence an id names; 404 for an id that names none."""
     try:
-        return answers.parse_occurrence(occurrence_id)
+        return parse_occurrence(occurrence_id)
     except ValueError as exc:
         raise HTTPException(404, str(exc)) from None
-
-
-async def _take_answer(
-    store: SchedulerStore,
-    keeping: Keeping,
-    couple: Couple,
-    occurrence_id: str,
-    partner_id: str | None,
-    action: str,
-    minutes: int | None,
-    now: datetime,
-) -> dict[str, Any]:
-    """Record a partner's answer to one of ``couple``'s occurrences (see
-    :meth:`Keeping.answer`); 404 for an occurrence that is not the couple's."""
-    ref = _occurrence(occurrence_id)
-    ritual = await store.get_ritual(ref.ritual_id)
-    if ritual is None or ritual.couple_id != couple.id:
-        raise HTTPException(404, "occurrence not found")
-    partner_id = partner_id or ref.partner_id
-    if partner_id is None:
-        raise Invalid(["body", "partner_id"], "say which partner answers")
-    try:
-        done = await keeping.answer(couple, ritual, ref, partner_id, action, minutes, now=now)
-    except AnswerError as exc:
-        raise HTTPException(exc.status, exc.reason) from None
-    return dataclasses.asdict(done)

@@ -124,7 +124,10 @@ class Caller:
         ritual = await self.store.get_ritual(ritual_id)
         if ritual is None or (self.who is not None and self.who != ritual.couple_id):
             raise HTTPException(404, "ritual not found")
-        return ritual, await Caller(self.store, None).couple(ritual.couple_id)
+        couple = await self.store.get_couple(ritual.couple_id)
+        if couple is None:
+            raise HTTPException(404, "couple not found")
+        return ritual, couple
 
 
 def caller(store: Store, who: Principal) -> Caller:
