@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from faststream.kafka import KafkaBroker
 
-from services.scheduler import metrics, rituals
+from services.scheduler import metrics, occurrences, rituals
 from services.scheduler.store import Outgoing, SchedulerStore, TrackCommit
 from shared.events import RitualDue, RitualMissed
 from shared.settings import Settings
@@ -115,8 +115,18 @@ class Firer:
         due_at = datetime.fromtimestamp(float(due_raw), UTC)
         firing = rituals.fire(couple, ritual, track, due_at, now, window)
         events = []
-        if firing.due is not None:
-            events.append(outgoing_due(firing.due.model_copy(update=extra or {})))
+        if firing.slot is not None:
+            extra = extra or {}
+            due = occurrences.scheduled_due(
+                couple,
+                ritual,
+                track,
+                firing.slot,
+                catch_up=firing.catch_up,
+                goals=extra.get("goals", ()),
+                numbers=extra.get("summary"),
+            )
+            events.append(outgoing_due(due))
         if firing.missed:
             missed = RitualMissed(
                 couple_id=couple.id,

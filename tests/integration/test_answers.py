@@ -10,9 +10,9 @@ import icalendar
 import pytest
 
 from services.scheduler import recurrence
-from services.scheduler.answers import slot_key
 from services.scheduler.firing import Firer
 from shared import links
+from shared.ids import slot_key
 from shared.topics import RITUAL_DUE
 from tests.integration.scheduler_helpers import ADMIN, couple_body, running_scheduler
 from tests.kafka_helpers import TopicReader
