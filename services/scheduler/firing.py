@@ -66,12 +66,12 @@ class Firer:
         )
         if not claimed:
             return 0
-        ritual_map = await self.store.get_rituals(t.split("/", 1)[0] for t, _ in claimed)
+        ritual_map = await self.store.get_rituals(rituals.ritual_of_track(t) for t, _ in claimed)
         couples = await self.store.get_couples(r.couple_id for r in ritual_map.values())
         now_dt = datetime.fromtimestamp(now, UTC)
         commits = []
         for track_id, due_raw in claimed:
-            ritual = ritual_map.get(track_id.split("/", 1)[0])
+            ritual = ritual_map.get(rituals.ritual_of_track(track_id))
             couple = couples.get(ritual.couple_id) if ritual else None
             try:
                 extra: dict[str, Any] = {}

@@ -138,6 +138,16 @@ class Track:
     partner_id: str | None  # None: "together"
 
 
+def track_id(ritual_id: str, partner_id: str | None) -> str:
+    """A track's id: the ritual's ("together"), or ``<ritual>/<partner>`` ("local")."""
+    return ritual_id if partner_id is None else f"{ritual_id}/{partner_id}"
+
+
+def ritual_of_track(track_id: str) -> str:
+    """The id of the ritual a track (see :func:`track_id`) belongs to."""
+    return track_id.partition("/")[0]
+
+
 def schedule_zone(couple: Couple, ritual: Ritual) -> str:
     return ritual.schedule.timezone or couple.partners[0].timezone
 
@@ -145,8 +155,8 @@ def schedule_zone(couple: Couple, ritual: Ritual) -> str:
 def tracks(couple: Couple, ritual: Ritual) -> list[Track]:
     """The tracks a ritual fires on (see the module docstring)."""
     if ritual.delivery == "together":
-        return [Track(ritual.id, ritual.id, schedule_zone(couple, ritual), None)]
-    return [Track(f"{ritual.id}/{p.id}", ritual.id, p.timezone, p.id) for p in couple.partners]
+        return [Track(track_id(ritual.id, None), ritual.id, schedule_zone(couple, ritual), None)]
+    return [Track(track_id(ritual.id, p.id), ritual.id, p.timezone, p.id) for p in couple.partners]
 
 
 def schedule_of(couple: Couple, ritual: Ritual) -> recurrence.Schedule:
