@@ -1,9 +1,10 @@
-"""The scheduler's domain: couples, partners, rituals, and what a ritual's firing says.
+"""The scheduler's domain: couples, partners, rituals, and when a ritual fires.
 
 Pure Python, no I/O. A ritual fires on one or more *tracks*: a "together" ritual has one
 track (one instant for both partners, evaluated in the schedule's zone); a "local" ritual
 has a track per partner (the same wall-clock time in each partner's own zone). A track's
-firings are the slots of :mod:`services.scheduler.recurrence`.
+firings are the slots of :mod:`services.scheduler.recurrence`; what a firing says (its
+``ritual.due`` event) is :mod:`services.scheduler.occurrences`.
 """
 
 from __future__ import annotations
