@@ -142,10 +142,6 @@ class RitualDue(Event):
     streak: int = Field(default=0, ge=0)
     summary: WeeklySummary | None = None
 
-    @property
-    def local_date(self) -> date:
-        return self.wall_time.date()
-
 
 class Prompt(Contract):
     deck: str

@@ -1,9 +1,35 @@
-"""Identifiers: random ids for entities, deterministic ids for occurrences."""
+"""Identifiers: random ids for entities, deterministic ids for occurrences.
+
+An occurrence id names one firing of a ritual, the same on every replica and every retry::
+
+    rit_…@20261122T200000Z[/prt_…][~snooze]
+
+the ritual, the scheduled instant (UTC, to the second), the partner in "local" delivery
+(each partner has an occurrence of their own), and a derivation: ``~snooze`` is the one
+re-fire a partner's snooze causes. :class:`OccurrenceId` is the only thing that writes or
+reads that format.
+
+A celebration ("you both did it") is named after the *slot* it celebrates, which is a
+wall-clock minute rather than an instant (both partners' "local" firings of one slot share
+it): ``rit_…@20261122T2000~both`` (:func:`celebration_id`). It is not an answerable
+occurrence, so :meth:`OccurrenceId.parse` rejects it.
+"""
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Literal, get_args
+
+Derivation = Literal["snooze"]
+DERIVATIONS: tuple[Derivation, ...] = get_args(Derivation)
+# How an instant and a slot (wall-clock minute, no zone) are spelled inside ids.
+INSTANT_FORMAT = "%Y%m%dT%H%M%SZ"
+SLOT_FORMAT = "%Y%m%dT%H%M"
+RITUAL_PREFIX = "rit_"
+CELEBRATION_SUFFIX = "both"
+_SEPARATORS = ("@", "/", "~")
 
 
 def new_id(prefix: str) -> str:
@@ -11,13 +37,74 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(6)}"
 
 
-def occurrence_id(ritual_id: str, instant: datetime, partner_id: str | None = None) -> str:
-    """The id of one firing of a ritual, the same on every replica and every retry.
+@dataclass(frozen=True)
+class OccurrenceId:
+    """The parts of an occurrence id (see the module docstring); ``str()`` is the id.
 
-    ``instant`` is the scheduled instant (aware); in "local" delivery each partner has an
-    occurrence of their own, so the partner id is part of it.
+    ``instant`` must be timezone-aware; it is kept in UTC, to the second, as the id spells
+    it, so ``OccurrenceId.parse(str(x)) == x``.
     """
-    if instant.tzinfo is None:
-        raise ValueError("occurrence instants must be timezone-aware")
-    stamp = instant.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{ritual_id}@{stamp}" + (f"/{partner_id}" if partner_id else "")
+
+    ritual_id: str
+    instant: datetime
+    partner_id: str | None = None
+    derivation: Derivation | None = None
+
+    def __post_init__(self) -> None:
+        if self.instant.tzinfo is None:
+            raise ValueError("occurrence instants must be timezone-aware")
+        object.__setattr__(self, "instant", self.instant.astimezone(UTC).replace(microsecond=0))
+        for part in (self.ritual_id, self.partner_id or ""):
+            if any(sep in part for sep in _SEPARATORS):
+                raise ValueError(f"an id inside an occurrence id may not contain @ / ~: {part!r}")
+        if self.partner_id == "":
+            raise ValueError("partner_id must be None or an id")
+        if self.derivation is not None and self.derivation not in DERIVATIONS:
+            raise ValueError(f"unknown derivation {self.derivation!r}")
+
+    def __str__(self) -> str:
+        text = f"{self.ritual_id}@{self.instant.strftime(INSTANT_FORMAT)}"
+        if self.partner_id is not None:
+            text += f"/{self.partner_id}"
+        if self.derivation is not None:
+            text += f"~{self.derivation}"
+        return text
+
+    @classmethod
+    def parse(cls, text: str) -> OccurrenceId:
+        """The parts of ``text``; ValueError if it is not an occurrence id."""
+        base, _, derivation = text.partition("~")
+        ritual_id, sep, rest = base.partition("@")
+        stamp, _, partner = rest.partition("/")
+        derived = next((d for d in DERIVATIONS if d == derivation), None)
+        if not sep or not ritual_id.startswith(RITUAL_PREFIX) or (derivation and not derived):
+            raise ValueError(f"not an occurrence id: {text!r}")
+        try:
+            instant = datetime.strptime(stamp, INSTANT_FORMAT).replace(tzinfo=UTC)
+        except ValueError:
+            raise ValueError(f"not an occurrence id: {text!r}") from None
+        return cls(ritual_id, instant, partner or None, derived)
+
+    @property
+    def origin(self) -> OccurrenceId:
+        """The original (scheduled or manual) firing this one derives from (itself if none)."""
+        return replace(self, derivation=None)
+
+    def snoozed(self, partner_id: str) -> OccurrenceId:
+        """The one re-fire a snooze may cause, for one partner."""
+        return replace(self, partner_id=partner_id, derivation="snooze")
+
+
+def occurrence_id(ritual_id: str, instant: datetime, partner_id: str | None = None) -> str:
+    """The id of one firing: ``str(OccurrenceId(ritual_id, instant, partner_id))``."""
+    return str(OccurrenceId(ritual_id, instant, partner_id))
+
+
+def slot_key(wall_time: datetime) -> str:
+    """The slot of a firing: its wall-clock time, to the minute, without a zone."""
+    return wall_time.strftime(SLOT_FORMAT)
+
+
+def celebration_id(ritual_id: str, wall_time: datetime) -> str:
+    """The id of the "you both did it" note for the slot at ``wall_time``."""
+    return f"{ritual_id}@{slot_key(wall_time)}~{CELEBRATION_SUFFIX}"

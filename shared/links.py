@@ -14,10 +14,10 @@ import hmac
 import json
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 Action = Literal["done", "snooze", "skip"]
-ACTIONS: tuple[Action, ...] = ("done", "snooze", "skip")
+ACTIONS: tuple[Action, ...] = get_args(Action)
 DEFAULT_TTL_SECONDS = 3 * 86400
 SNOOZE_MINUTES = 15
 

@@ -9,6 +9,9 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+SECRET_KEY_MISSING = "TANDEM_SECRET_KEY must be set (make one with `tandem keygen`)"
+ADMIN_TOKEN_MISSING = "TANDEM_ADMIN_TOKEN must be set for the scheduler API"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TANDEM_", extra="ignore")
@@ -73,6 +76,19 @@ class Settings(BaseSettings):
     ops_port: int | None = Field(default=None, ge=0, le=65535)
     # OTLP/HTTP collector base URL (e.g. http://otel-collector:4318); None: no tracing.
     otlp_endpoint: str | None = None
+
+    def require_secret_key(self) -> str:
+        """``secret_key``, which encrypts channel URLs and signs action links; ValueError
+        (saying how to make one) if it is not set."""
+        if not self.secret_key:
+            raise ValueError(SECRET_KEY_MISSING)
+        return self.secret_key
+
+    def require_admin_token(self) -> str:
+        """``admin_token``, which the scheduler API requires; ValueError if it is not set."""
+        if not self.admin_token:
+            raise ValueError(ADMIN_TOKEN_MISSING)
+        return self.admin_token
 
     @property
     def api_url(self) -> str:

@@ -213,10 +213,6 @@ class Catalog:
     def get(self, deck_id: str) -> Deck | None:
         return self.decks.get(deck_id)
 
-    def for_ritual(self, kind: str, deck_id: str | None) -> Deck | None:
-        """The deck a ritual uses: the one it names, else its kind's default."""
-        return self.decks.get(deck_id or default_deck(kind))
-
     def __len__(self) -> int:
         return len(self.decks)
 

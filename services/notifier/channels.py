@@ -116,9 +116,6 @@ class Channels:
             plugin_paths=paths, async_mode=True, service_timeout=self.send_timeout
         )
 
-    def supports(self, url: str) -> bool:
-        return Apprise.instantiate(url, asset=self.asset) is not None
-
     def _instantiate(self, url: str, buttons: str | None) -> NotifyBase | None:
         if buttons is None:
             return Apprise.instantiate(url, asset=self.asset)

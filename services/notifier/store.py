@@ -221,10 +221,3 @@ class NotifierStore:
                 args=[claimed.job.id, claimed.token, due_ms, job.model_dump_json()],
             )
         )
-
-    async def pending(self) -> int:
-        return int(await self.redis.zcard(self._due))
-
-    async def next_due_ms(self) -> int | None:
-        first = await self.redis.zrange(self._due, 0, 0, withscores=True)
-        return int(first[0][1]) if first else None

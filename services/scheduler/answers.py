@@ -10,58 +10,21 @@ partner's.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Literal
+
+from shared.ids import OccurrenceId
 
 Completion = Literal["both", "one", "neither"]
 
 
-@dataclass(frozen=True)
-class OccurrenceRef:
-    """The parts of an occurrence id: ``rit_…@20261122T200000Z[/prt_…][~suffix]``."""
-
-    ritual_id: str
-    instant: datetime
-    partner_id: str | None
-    suffix: str | None  # "snooze", "both" -- a firing derived from the original
-
-    @property
-    def origin(self) -> str:
-        """The id of the original (scheduled or manual) firing."""
-        stamp = self.instant.strftime("%Y%m%dT%H%M%SZ")
-        return f"{self.ritual_id}@{stamp}" + (f"/{self.partner_id}" if self.partner_id else "")
-
-
-def parse_occurrence(occurrence_id: str) -> OccurrenceRef:
-    """Split an occurrence id; ValueError if it is not one."""
-    base, _, suffix = occurrence_id.partition("~")
-    ritual_id, sep, rest = base.partition("@")
-    stamp, _, partner = rest.partition("/")
-    if not sep or not ritual_id.startswith("rit_"):
-        raise ValueError(f"not an occurrence id: {occurrence_id!r}")
-    try:
-        instant = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        raise ValueError(f"not an occurrence id: {occurrence_id!r}") from None
-    return OccurrenceRef(ritual_id, instant, partner or None, suffix or None)
-
-
-def snooze_id(ref: OccurrenceRef, partner_id: str) -> str:
-    """The one re-fire a snooze may cause, for one partner."""
-    return f"{ref.ritual_id}@{ref.instant:%Y%m%dT%H%M%SZ}/{partner_id}~snooze"
-
-
-def celebration_id(ritual_id: str, slot: str) -> str:
-    return f"{ritual_id}@{slot}~both"
-
-
-def slot_key(wall_time: datetime) -> str:
-    """The slot of a firing: its wall-clock time, to the minute, without a zone."""
-    return wall_time.strftime("%Y%m%dT%H%M")
+# Kept only for ``services/scheduler/api.py`` (take_answer, ack) until it calls
+# ``OccurrenceId.parse`` itself; remove then.
+parse_occurrence = OccurrenceId.parse
 
 
 def completion(acks: Mapping[str, str], partners: Iterable[str]) -> Completion:
+    """Whether both, one or neither of ``partners`` answered "done" (``acks``: partner ->
+    their latest answer)."""
     done = sum(1 for p in partners if acks.get(p) == "done")
     return "both" if done >= 2 else "one" if done == 1 else "neither"
 

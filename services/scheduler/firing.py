@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from faststream.kafka import KafkaBroker
 
-from services.scheduler import metrics, rituals
+from services.scheduler import metrics, occurrences, rituals
 from services.scheduler.store import Outgoing, SchedulerStore, TrackCommit
 from shared.events import RitualDue, RitualMissed
 from shared.settings import Settings
@@ -66,12 +66,12 @@ class Firer:
         )
         if not claimed:
             return 0
-        ritual_map = await self.store.get_rituals(t.split("/", 1)[0] for t, _ in claimed)
+        ritual_map = await self.store.get_rituals(rituals.ritual_of_track(t) for t, _ in claimed)
         couples = await self.store.get_couples(r.couple_id for r in ritual_map.values())
         now_dt = datetime.fromtimestamp(now, UTC)
         commits = []
         for track_id, due_raw in claimed:
-            ritual = ritual_map.get(track_id.split("/", 1)[0])
+            ritual = ritual_map.get(rituals.ritual_of_track(track_id))
             couple = couples.get(ritual.couple_id) if ritual else None
             try:
                 extra: dict[str, Any] = {}
@@ -115,8 +115,18 @@ class Firer:
         due_at = datetime.fromtimestamp(float(due_raw), UTC)
         firing = rituals.fire(couple, ritual, track, due_at, now, window)
         events = []
-        if firing.due is not None:
-            events.append(outgoing_due(firing.due.model_copy(update=extra or {})))
+        if firing.slot is not None:
+            extra = extra or {}
+            due = occurrences.scheduled_due(
+                couple,
+                ritual,
+                track,
+                firing.slot,
+                catch_up=firing.catch_up,
+                goals=extra.get("goals", ()),
+                numbers=extra.get("summary"),
+            )
+            events.append(outgoing_due(due))
         if firing.missed:
             missed = RitualMissed(
                 couple_id=couple.id,

@@ -12,6 +12,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from services.scheduler.answers import completion
 from shared.events import NudgeDelivered, NudgeFailed, NudgeReady
 from shared.redis import Keys
 
@@ -121,8 +122,8 @@ class NudgeHistory:
                     partners.setdefault(partner, {"status": "pending"})["answer"] = json.loads(
                         value
                     )
-            done = sum(1 for p in partners.values() if p.get("answer") == "done")
-            item["completion"] = "both" if done >= 2 else "one" if done == 1 else "neither"
+            acks = {p: entry["answer"] for p, entry in partners.items() if "answer" in entry}
+            item["completion"] = completion(acks, partners)
             item["partners"] = partners
             out.append(item)
         return out

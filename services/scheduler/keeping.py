@@ -12,14 +12,15 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.scheduler import answers, recurrence, rituals
-from services.scheduler.answers import OccurrenceRef
+from services.scheduler import answers, occurrences, recurrence, rituals
 from services.scheduler.firing import outgoing_due
 from services.scheduler.goals import texts_of_quarter
 from services.scheduler.history import NudgeHistory
 from services.scheduler.rituals import Couple, Ritual
 from services.scheduler.store import SchedulerStore
-from shared.events import Recipient, RitualKept, WeeklySummary
+from shared.events import RitualKept, WeeklySummary
+from shared.ids import OccurrenceId, slot_key
+from shared.links import SNOOZE_MINUTES
 
 STREAK_WINDOW = 400  # slots looked back for a streak
 ANSWER_WINDOW = timedelta(days=14)  # how old an occurrence may be to still be answered
@@ -63,23 +64,11 @@ class Keeping:
     def _track_for(self, couple: Couple, ritual: Ritual, partner_id: str) -> rituals.Track:
         return next(t for t in rituals.tracks(couple, ritual) if t.partner_id in (None, partner_id))
 
-    def _slot_of(
-        self, ritual: Ritual, couple: Couple, track: rituals.Track, instant: datetime
-    ) -> recurrence.Slot:
-        """The slot a firing at ``instant`` belongs to (a manual trigger: its own minute)."""
-        found = rituals.next_slot(couple, ritual, track, instant - timedelta(seconds=1))
-        if found is not None and found.instant == instant:
-            return found
-        wall = instant.astimezone(ZoneInfo(track.zone)).replace(tzinfo=None)
-        return recurrence.Slot(
-            instant=instant, wall_time=wall, ordinal=found.ordinal if found else 0
-        )
-
     async def answer(
         self,
         couple: Couple,
         ritual: Ritual,
-        ref: OccurrenceRef,
+        ref: OccurrenceId,
         partner_id: str,
         action: str,
         minutes: int | None,
@@ -97,21 +86,21 @@ class Keeping:
         if ref.instant < now - ANSWER_WINDOW:
             raise AnswerError(410, "this occurrence is too old to answer")
         track = self._track_for(couple, ritual, partner_id)
-        slot = self._slot_of(ritual, couple, track, ref.instant)
-        key = answers.slot_key(slot.wall_time)
+        slot = rituals.slot_at(couple, ritual, track, ref.instant)
+        key = slot_key(slot.wall_time)
         acks = await self.store.record_answer(ritual.id, key, partner_id, action)
-        await self.history.record_answer(couple.id, ref.origin, partner_id, action)
+        await self.history.record_answer(couple.id, str(ref.origin), partner_id, action)
         state = answers.completion(acks, [p.id for p in couple.partners])
         refire = celebrated = None
         if action == "snooze":
             refire = await self._snooze(
-                couple, ritual, track, slot, ref, partner_id, minutes or 15, key, now
+                couple, ritual, slot, ref, partner_id, minutes or SNOOZE_MINUTES, key, now
             )
         if state == "both" and await self.store.mark_kept(ritual.id, key, slot.instant.timestamp()):
             if ritual.celebrate:
-                celebrated = await self._celebrate(couple, ritual, track, slot, key, now)
+                celebrated = await self._celebrate(couple, ritual, slot, now)
         return Answered(
-            ref.origin,
+            str(ref.origin),
             partner_id,
             action,
             state,
@@ -124,57 +113,33 @@ class Keeping:
         self,
         couple: Couple,
         ritual: Ritual,
-        track: rituals.Track,
         slot: recurrence.Slot,
-        ref: OccurrenceRef,
+        ref: OccurrenceId,
         partner_id: str,
         minutes: int,
         key: str,
         now: datetime,
     ) -> str:
-        if ref.suffix is not None or not await self.store.claim_snooze(ritual.id, key, partner_id):
+        if ref.derivation is not None or not await self.store.claim_snooze(
+            ritual.id, key, partner_id
+        ):
             raise AnswerError(409, "already snoozed once")
         partner = couple.partner(partner_id)
         assert partner is not None
         at = (now + timedelta(minutes=minutes)).replace(microsecond=0)
-        event = rituals.ritual_due(couple, ritual, track, slot, trigger="snooze").model_copy(
-            update={
-                "occurrence_id": answers.snooze_id(ref, partner_id),
-                "origin_occurrence_id": ref.origin,
-                "recipients": [partner.recipient()],
-                "scheduled_for": at,
-            }
-        )
+        event = occurrences.snooze_due(couple, ritual, slot, ref, partner, at)
         await self.store.enqueue(at.timestamp(), [outgoing_due(event)])
         return event.occurrence_id
 
     async def _celebrate(
-        self,
-        couple: Couple,
-        ritual: Ritual,
-        track: rituals.Track,
-        slot: recurrence.Slot,
-        key: str,
-        now: datetime,
+        self, couple: Couple, ritual: Ritual, slot: recurrence.Slot, now: datetime
     ) -> str:
-        together = rituals.Track(ritual.id, ritual.id, track.zone, None)
-        recipients = [
-            Recipient(
-                **{
-                    **r.model_dump(),
-                    "channels": [c for c in r.channels if ritual.celebrate_sms or c.kind != "sms"],
-                }
-            )
-            for r in (p.recipient() for p in couple.partners)
-        ]
-        event = rituals.ritual_due(couple, ritual, together, slot).model_copy(
-            update={
-                "occurrence_id": answers.celebration_id(ritual.id, key),
-                "purpose": "celebration",
-                "recipients": [r for r in recipients if r.channels],
-                "scheduled_for": now.replace(microsecond=0),
-                "streak": await self.streak(couple, ritual, now),
-            }
+        event = occurrences.celebration_due(
+            couple,
+            ritual,
+            slot,
+            at=now.replace(microsecond=0),
+            streak=await self.streak(couple, ritual, now),
         )
         await self.store.enqueue(now.timestamp(), [outgoing_due(event)])
         return event.occurrence_id
@@ -195,7 +160,7 @@ class Keeping:
         start = since or now - recurrence.cadence(schedule) * STREAK_WINDOW
         slots = recurrence.slots_between(schedule, track.zone, start, now)
         kept = await self.store.kept_since(ritual.id, start.timestamp())
-        return [answers.slot_key(s.wall_time) for s in slots], kept
+        return [slot_key(s.wall_time) for s in slots], kept
 
     async def extras(
         self, couple: Couple, ritual: Ritual, wall_date: date, now: datetime

@@ -1,15 +1,17 @@
-"""The scheduler's domain: couples, partners, rituals, and what a ritual's firing says.
+"""The scheduler's domain: couples, partners, rituals, and when a ritual fires.
 
 Pure Python, no I/O. A ritual fires on one or more *tracks*: a "together" ritual has one
 track (one instant for both partners, evaluated in the schedule's zone); a "local" ritual
 has a track per partner (the same wall-clock time in each partner's own zone). A track's
-firings are the slots of :mod:`services.scheduler.recurrence`.
+firings are the slots of :mod:`services.scheduler.recurrence`; what a firing says (its
+``ritual.due`` event) is :mod:`services.scheduler.occurrences`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -19,16 +21,14 @@ from shared.events import (
     ChannelKind,
     ChannelRef,
     DeliveryMode,
-    PartnerInfo,
     QuietHours,
     QuietHoursPolicy,
     Recipient,
     RitualDue,
     RitualKind,
     Rotation,
-    Trigger,
 )
-from shared.ids import occurrence_id
+from shared.ids import OccurrenceId
 
 
 class Model(BaseModel):
@@ -139,6 +139,16 @@ class Track:
     partner_id: str | None  # None: "together"
 
 
+def track_id(ritual_id: str, partner_id: str | None) -> str:
+    """A track's id: the ritual's ("together"), or ``<ritual>/<partner>`` ("local")."""
+    return ritual_id if partner_id is None else f"{ritual_id}/{partner_id}"
+
+
+def ritual_of_track(track_id: str) -> str:
+    """The id of the ritual a track (see :func:`track_id`) belongs to."""
+    return track_id.partition("/")[0]
+
+
 def schedule_zone(couple: Couple, ritual: Ritual) -> str:
     return ritual.schedule.timezone or couple.partners[0].timezone
 
@@ -146,8 +156,8 @@ def schedule_zone(couple: Couple, ritual: Ritual) -> str:
 def tracks(couple: Couple, ritual: Ritual) -> list[Track]:
     """The tracks a ritual fires on (see the module docstring)."""
     if ritual.delivery == "together":
-        return [Track(ritual.id, ritual.id, schedule_zone(couple, ritual), None)]
-    return [Track(f"{ritual.id}/{p.id}", ritual.id, p.timezone, p.id) for p in couple.partners]
+        return [Track(track_id(ritual.id, None), ritual.id, schedule_zone(couple, ritual), None)]
+    return [Track(track_id(ritual.id, p.id), ritual.id, p.timezone, p.id) for p in couple.partners]
 
 
 def schedule_of(couple: Couple, ritual: Ritual) -> recurrence.Schedule:
@@ -190,53 +200,29 @@ def planner(couple: Couple, ritual: Ritual, ordinal: int) -> str | None:
 
 
 def occurrence_of(track: Track, instant: datetime) -> str:
-    return occurrence_id(track.ritual_id, instant, track.partner_id)
+    """The id of ``track``'s firing at ``instant``."""
+    return str(OccurrenceId(track.ritual_id, instant, track.partner_id))
 
 
-def ritual_due(
-    couple: Couple,
-    ritual: Ritual,
-    track: Track,
-    slot: recurrence.Slot,
-    *,
-    catch_up: bool = False,
-    trigger: Trigger = "schedule",
-) -> RitualDue:
-    """The ``ritual.due`` event for one firing of ``track``."""
-    recipients = [
-        p.recipient()
-        for p in couple.partners
-        if track.partner_id is None or p.id == track.partner_id
-    ]
-    return RitualDue(
-        occurrence_id=occurrence_of(track, slot.instant),
-        couple_id=couple.id,
-        couple_name=couple.name,
-        ritual_id=ritual.id,
-        kind=ritual.kind,
-        title=ritual.title,
-        deck=ritual.deck,
-        delivery=ritual.delivery,
-        scheduled_for=slot.instant,
-        wall_time=slot.wall_time,
-        ordinal=slot.ordinal,
-        partners=[PartnerInfo(id=p.id, name=p.name, timezone=p.timezone) for p in couple.partners],
-        recipients=recipients,
-        planner=planner(couple, ritual, slot.ordinal),
-        transition_mode=couple.transition_mode,
-        quiet_hours_policy=ritual.quiet_hours_policy,
-        catch_up=catch_up,
-        trigger=trigger,
-        purpose="summary" if ritual.kind == "weekly_summary" else "ritual",
-    )
+def slot_at(couple: Couple, ritual: Ritual, track: Track, instant: datetime) -> recurrence.Slot:
+    """The slot a firing of ``track`` at ``instant`` belongs to: the rule's slot at that
+    instant, else a manual trigger's own (its instant, with the ordinal -- and so the
+    planner -- of the track's next real firing)."""
+    found = next_slot(couple, ritual, track, instant - timedelta(seconds=1))
+    if found is not None and found.instant == instant:
+        return found
+    wall = instant.astimezone(ZoneInfo(track.zone)).replace(tzinfo=None)
+    return recurrence.Slot(instant=instant, wall_time=wall, ordinal=found.ordinal if found else 0)
 
 
 @dataclass(frozen=True)
 class Firing:
-    """What a claimed track does now: at most one event to send, the stale firings to
-    report as missed, and when the track fires next (None: never again)."""
+    """What a claimed track does now: at most one slot to fire (``catch_up``: late, or the
+    last of several owed), the stale firings to report as missed, and when the track fires
+    next (None: never again). :mod:`services.scheduler.occurrences` says what it sends."""
 
-    due: RitualDue | None
+    slot: recurrence.Slot | None
+    catch_up: bool
     missed: list[recurrence.Slot]
     next_instant: datetime | None
 
@@ -260,20 +246,31 @@ def fire(
     owed = recurrence.slots_between(schedule, track.zone, due_at - timedelta(microseconds=1), now)
     fresh = [s for s in owed if now - s.instant <= grace_window]
     missed = [s for s in owed if now - s.instant > grace_window]
-    event = None
-    if fresh:
-        slot = fresh[-1]
-        event = ritual_due(couple, ritual, track, slot, catch_up=len(owed) > 1 or bool(missed))
     following = recurrence.slots_after(schedule, track.zone, max(now, due_at), 1)
-    return Firing(event, missed, following[0].instant if following else None)
-
-
-def manual_slot(couple: Couple, ritual: Ritual, track: Track, now: datetime) -> recurrence.Slot:
-    """The slot of a "send me a test nudge now": this second, with the ordinal (and so the
-    planner) of the track's next real firing."""
-    instant = now.astimezone(UTC).replace(microsecond=0)
-    upcoming = next_slot(couple, ritual, track, now)
-    wall = instant.astimezone(ZoneInfo(track.zone)).replace(tzinfo=None)
-    return recurrence.Slot(
-        instant=instant, wall_time=wall, ordinal=upcoming.ordinal if upcoming else 0
+    return Firing(
+        fresh[-1] if fresh else None,
+        len(owed) > 1 or bool(missed),
+        missed,
+        following[0].instant if following else None,
     )
+
+
+# -- kept only for services/scheduler/api.py (trigger) until it calls --------------------
+# -- occurrences.manual_due(couple, ritual, track, now); remove then. ---------------------
+def manual_slot(couple: Couple, ritual: Ritual, track: Track, now: datetime) -> recurrence.Slot:
+    """Deprecated: :func:`slot_at` at ``now`` to the second."""
+    return slot_at(couple, ritual, track, now.astimezone(UTC).replace(microsecond=0))
+
+
+def ritual_due(
+    couple: Couple,
+    ritual: Ritual,
+    track: Track,
+    slot: recurrence.Slot,
+    *,
+    trigger: Literal["manual"],
+) -> RitualDue:
+    """Deprecated: :func:`services.scheduler.occurrences.manual_due`."""
+    from services.scheduler import occurrences
+
+    return occurrences.manual_due(couple, ritual, track, slot.instant)

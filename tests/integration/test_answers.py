@@ -10,9 +10,9 @@ import icalendar
 import pytest
 
 from services.scheduler import recurrence
-from services.scheduler.answers import slot_key
 from services.scheduler.firing import Firer
 from shared import links
+from shared.ids import OccurrenceId, slot_key
 from shared.topics import RITUAL_DUE
 from tests.integration.scheduler_helpers import ADMIN, couple_body, running_scheduler
 from tests.kafka_helpers import TopicReader
@@ -50,7 +50,7 @@ async def _couple_and_daily(api, **ritual: object) -> tuple[dict, dict, list[rec
 
 
 def _occurrence(ritual: dict, slot: recurrence.Slot) -> str:
-    return f"{ritual['id']}@{slot.instant:%Y%m%dT%H%M%SZ}"
+    return str(OccurrenceId(ritual["id"], slot.instant))
 
 
 async def test_signed_links_keep_the_couples_streak(infra, running) -> None:

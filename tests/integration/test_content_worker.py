@@ -24,6 +24,7 @@ from services.content.store import ContentStore
 from services.content.worker import build
 from shared import topics
 from shared.events import DeadLetter, NudgeReady, PartnerInfo, Recipient, RitualDue
+from shared.ids import OccurrenceId
 from shared.kafka import ensure_topics
 from shared.redis import Keys, make_redis
 from shared.settings import Settings
@@ -43,7 +44,7 @@ def together(couple: str, n: int, *, kind: str = "weekly_questions", **kw: objec
     """The ``n``-th weekly occurrence of a together ritual of ``couple``."""
     at = datetime(2026, 11, 2, 20, tzinfo=UTC) + timedelta(weeks=n)
     base: dict[str, object] = dict(
-        occurrence_id=f"rit_{couple}@{at:%Y%m%dT%H%M%SZ}",
+        occurrence_id=str(OccurrenceId(f"rit_{couple}", at)),
         couple_id=couple,
         couple_name="Alex & Sam",
         ritual_id=f"rit_{couple}",
@@ -68,7 +69,7 @@ def local_pair(couple: str, day: int) -> tuple[RitualDue, RitualDue]:
         at = wall.replace(tzinfo=zone).astimezone(UTC)
         out.append(
             RitualDue(
-                occurrence_id=f"rit_k_{couple}@{at:%Y%m%dT%H%M%SZ}/{partner.id}",
+                occurrence_id=str(OccurrenceId(f"rit_k_{couple}", at, partner.id)),
                 couple_id=couple,
                 couple_name="Alex & Sam",
                 ritual_id=f"rit_k_{couple}",

@@ -51,6 +51,7 @@ from shared.events import (
     Recipient,
     RitualDue,
 )
+from shared.ids import OccurrenceId
 from shared.kafka import ensure_topics
 from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY, RITUAL_DUE, dlq
 from tandem.embedded import Process, free_port, start_broker, start_redis, wait_for_port
@@ -602,7 +603,7 @@ def _valid_events(couple_id: str) -> dict[str, dict[str, Any]]:
     now = datetime.now(UTC)
     partner = PartnerInfo(id="prt_x", name="Sam", timezone="UTC")
     due = RitualDue(
-        occurrence_id=f"rit_poison@{now:%Y%m%dT%H%M%SZ}",
+        occurrence_id=str(OccurrenceId("rit_poison", now)),
         couple_id=couple_id,
         couple_name="Poison",
         ritual_id="rit_poison",

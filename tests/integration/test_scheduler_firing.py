@@ -16,7 +16,7 @@ from services.scheduler.firing import Firer
 from services.scheduler.rituals import Channel, Couple, Partner, Ritual, ScheduleSpec
 from services.scheduler.service import Scheduler
 from services.scheduler.store import SchedulerStore
-from shared.ids import new_id
+from shared.ids import OccurrenceId, new_id
 from shared.redis import Keys
 from shared.secrets import SecretBox
 from shared.settings import Settings
@@ -48,7 +48,7 @@ async def test_one_off_fires_once_at_its_instant(infra) -> None:
         event = records[0]
         assert event["ritual_id"] == ritual["id"] and event["trigger"] == "schedule"
         assert datetime.fromisoformat(event["scheduled_for"]) == at
-        assert event["occurrence_id"] == f"{ritual['id']}@{at.strftime('%Y%m%dT%H%M%SZ')}"
+        assert event["occurrence_id"] == str(OccurrenceId(ritual["id"], at))
         assert event["catch_up"] is False
         assert (await scheduler.store.backlog()) == {"scheduled_tracks": 0, "outbox": 0}
 
@@ -216,7 +216,7 @@ async def test_three_replicas_fire_every_occurrence_exactly_once(infra) -> None:
     try:
         at = (datetime.now(UTC) + timedelta(seconds=4)).replace(microsecond=0)
         _, made = await _seed(store, 600, at=at)
-        expected = {f"{r.id}@{at.strftime('%Y%m%dT%H%M%SZ')}" for r in made}
+        expected = {str(OccurrenceId(r.id, at)) for r in made}
         async with TopicReader(settings, RITUAL_DUE) as reader:
             await reader.until(lambda rs: len(rs) >= len(expected), timeout=90)
             await reader.quiet(3.0)
@@ -243,7 +243,7 @@ async def test_replica_killed_mid_batch_loses_nothing(infra) -> None:
     try:
         at = (datetime.now(UTC) + timedelta(seconds=4)).replace(microsecond=0)
         _, made = await _seed(store, 3000, at=at)
-        expected = {f"{r.id}@{at.strftime('%Y%m%dT%H%M%SZ')}" for r in made}
+        expected = {str(OccurrenceId(r.id, at)) for r in made}
         async with TopicReader(settings, RITUAL_DUE) as reader:
             await reader.until(lambda rs: len(rs) >= 50, timeout=60)  # the herd is draining
             victim.send_signal(signal.SIGKILL)

@@ -1,27 +1,7 @@
-from datetime import UTC, datetime
+from datetime import datetime
 
-import pytest
-
-from services.scheduler.answers import (
-    completion,
-    parse_occurrence,
-    slot_key,
-    snooze_id,
-    streak,
-)
-
-
-def test_occurrence_ids_parse_with_partner_and_suffix() -> None:
-    ref = parse_occurrence("rit_abc@20261122T200000Z/prt_s~snooze")
-    assert ref.ritual_id == "rit_abc" and ref.partner_id == "prt_s" and ref.suffix == "snooze"
-    assert ref.instant == datetime(2026, 11, 22, 20, tzinfo=UTC)
-    assert ref.origin == "rit_abc@20261122T200000Z/prt_s"
-    together = parse_occurrence("rit_abc@20261122T200000Z")
-    assert together.partner_id is None and together.origin == "rit_abc@20261122T200000Z"
-    assert snooze_id(together, "prt_a") == "rit_abc@20261122T200000Z/prt_a~snooze"
-    for bad in ("nope", "rit_x@yesterday", "cpl_x@20261122T200000Z"):
-        with pytest.raises(ValueError):
-            parse_occurrence(bad)
+from services.scheduler.answers import completion, streak
+from shared.ids import slot_key
 
 
 def test_local_partners_share_a_slot() -> None:
