@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 
 from services.scheduler.rituals import Channel, Couple, Partner, Ritual, ScheduleSpec
 from services.scheduler.store import SchedulerStore
-from shared.ids import new_id, occurrence_id
+from shared.ids import OccurrenceId, new_id
 from shared.kafka import ensure_topics
 from shared.redis import Keys
 from shared.secrets import SecretBox
@@ -93,7 +93,7 @@ async def seed(store: SchedulerStore, n: int, due: datetime) -> set[str]:
                 pipe.sadd(k("sched", "couple", couple.id, "rituals"), ritual.id)
                 pipe.hset(k("sched", "due"), ritual.id, repr(due.timestamp()))
                 pipe.zadd(k("sched", "queue"), {ritual.id: due.timestamp()})
-                expected.add(occurrence_id(ritual.id, due))
+                expected.add(str(OccurrenceId(ritual.id, due)))
             await pipe.execute()
     return expected
 

@@ -95,11 +95,6 @@ class OccurrenceId:
         return replace(self, partner_id=partner_id, derivation="snooze")
 
 
-def occurrence_id(ritual_id: str, instant: datetime, partner_id: str | None = None) -> str:
-    """The id of one firing: ``str(OccurrenceId(ritual_id, instant, partner_id))``."""
-    return str(OccurrenceId(ritual_id, instant, partner_id))
-
-
 def slot_key(wall_time: datetime) -> str:
     """The slot of a firing: its wall-clock time, to the minute, without a zone."""
     return wall_time.strftime(SLOT_FORMAT)

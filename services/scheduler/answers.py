@@ -12,14 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
-from shared.ids import OccurrenceId
-
 Completion = Literal["both", "one", "neither"]
-
-
-# Kept only for ``services/scheduler/api.py`` (take_answer, ack) until it calls
-# ``OccurrenceId.parse`` itself; remove then.
-parse_occurrence = OccurrenceId.parse
 
 
 def completion(acks: Mapping[str, str], partners: Iterable[str]) -> Completion:

@@ -146,7 +146,7 @@ def scheduled_due(
 
 
 def manual_due(couple: Couple, ritual: Ritual, track: Track, now: datetime) -> RitualDue:
-    """ "Send us a test nudge now": a firing of ``track`` at this second (see
+    """A "send us a test nudge now": a firing of ``track`` at this second (see
     :func:`rituals.slot_at` for its slot)."""
     slot = rituals.slot_at(couple, ritual, track, now.astimezone(UTC).replace(microsecond=0))
     return _due(

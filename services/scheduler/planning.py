@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypedDict
 from zoneinfo import ZoneInfo
 
-from services.scheduler import recurrence, rituals
+from services.scheduler import occurrences, recurrence, rituals
 from services.scheduler.firing import outgoing_due
 from services.scheduler.rituals import Couple, Ritual, ScheduleSpec
 from services.scheduler.store import Outgoing, SchedulerStore
@@ -130,14 +130,6 @@ def manual_trigger(couple: Couple, ritual: Ritual, now: datetime) -> list[Outgoi
     """The ``ritual.due`` events of a "send a test nudge now": one per track, for this
     second, with the planner of the track's next real firing."""
     return [
-        outgoing_due(
-            rituals.ritual_due(
-                couple,
-                ritual,
-                track,
-                rituals.manual_slot(couple, ritual, track, now),
-                trigger="manual",
-            )
-        )
+        outgoing_due(occurrences.manual_due(couple, ritual, track, now))
         for track in rituals.tracks(couple, ritual)
     ]

@@ -10,8 +10,7 @@ firings are the slots of :mod:`services.scheduler.recurrence`; what a firing say
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Literal
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -24,7 +23,6 @@ from shared.events import (
     QuietHours,
     QuietHoursPolicy,
     Recipient,
-    RitualDue,
     RitualKind,
     Rotation,
 )
@@ -253,24 +251,3 @@ def fire(
         missed,
         following[0].instant if following else None,
     )
-
-
-# -- kept only for services/scheduler/api.py (trigger) until it calls --------------------
-# -- occurrences.manual_due(couple, ritual, track, now); remove then. ---------------------
-def manual_slot(couple: Couple, ritual: Ritual, track: Track, now: datetime) -> recurrence.Slot:
-    """Deprecated: :func:`slot_at` at ``now`` to the second."""
-    return slot_at(couple, ritual, track, now.astimezone(UTC).replace(microsecond=0))
-
-
-def ritual_due(
-    couple: Couple,
-    ritual: Ritual,
-    track: Track,
-    slot: recurrence.Slot,
-    *,
-    trigger: Literal["manual"],
-) -> RitualDue:
-    """Deprecated: :func:`services.scheduler.occurrences.manual_due`."""
-    from services.scheduler import occurrences
-
-    return occurrences.manual_due(couple, ritual, track, slot.instant)

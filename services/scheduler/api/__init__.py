@@ -33,10 +33,8 @@ def create_app(
 ) -> FastAPI:
     """The HTTP API over ``store``; ``on_enqueue`` is told when a manual trigger or an
     answer wrote to the outbox, so the publisher need not wait for its next tick."""
-    if not settings.admin_token:
-        raise ValueError("TANDEM_ADMIN_TOKEN must be set for the scheduler API")
-    if not settings.secret_key:
-        raise ValueError("TANDEM_SECRET_KEY must be set (make one with `tandem keygen`)")
+    settings.require_admin_token()
+    settings.require_secret_key()
     app = FastAPI(
         title="Tandem scheduler",
         version="1",

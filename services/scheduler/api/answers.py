@@ -14,7 +14,6 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 
-from services.scheduler.answers import OccurrenceRef, parse_occurrence
 from services.scheduler.api.deps import CurrentCaller, Keeper, Now, OnEnqueue, SecretKey, Store
 from services.scheduler.api.errors import Invalid
 from services.scheduler.api.schemas import AckIn
@@ -22,6 +21,7 @@ from services.scheduler.keeping import AnswerError, Keeping
 from services.scheduler.rituals import Couple
 from services.scheduler.store import SchedulerStore
 from shared import links
+from shared.ids import OccurrenceId
 
 router = APIRouter(tags=["answers"])
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
@@ -130,7 +130,7 @@ async def link_get(token: str, request: Request, secret_key: SecretKey) -> HTMLR
         grant = _granted(secret_key, token)
     except HTTPException as exc:
         return _refused(request, exc)
-    label = BUTTON_LABELS[grant.action].format(minutes=grant.minutes or 15)
+    label = BUTTON_LABELS[grant.action].format(minutes=grant.minutes or links.SNOOZE_MINUTES)
     context = {"title": "Tandem", "text": "", "label": label}
     return templates.TemplateResponse(request, "action.html", context)
 
@@ -149,9 +149,9 @@ def _granted(secret_key: str, token: str) -> links.Grant:
         raise HTTPException(status, str(exc)) from None
 
 
-def _occurrence(occurrence_id: str) -> OccurrenceRef:
+def _occurrence(occurrence_id: str) -> OccurrenceId:
     """The occurrence an id names; 404 for an id that names none."""
     try:
-        return parse_occurrence(occurrence_id)
+        return OccurrenceId.parse(occurrence_id)
     except ValueError as exc:
         raise HTTPException(404, str(exc)) from None

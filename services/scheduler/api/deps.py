@@ -29,9 +29,7 @@ def settings(request: Request) -> Settings:
 
 def secret_key(settings: Annotated[Settings, Depends(settings)]) -> str:
     """The key that signs action links and calendar feed URLs."""
-    if not settings.secret_key:
-        raise RuntimeError("TANDEM_SECRET_KEY must be set (make one with `tandem keygen`)")
-    return settings.secret_key
+    return settings.require_secret_key()
 
 
 def store(request: Request) -> SchedulerStore:
