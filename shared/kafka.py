@@ -181,14 +181,18 @@ class ConsumerPolicy:
     """Tandem's consumer policy (see the module docstring) as one FastStream broker
     middleware, for every subscriber of the broker.
 
-    Why a middleware: FastStream runs a broker middleware's ``consume_scope`` around every
-    handler call of every subscriber, *including* the decoding of the record (so
-    :meth:`decode` failures arrive here too) and *inside* the acknowledgement
-    middleware (so what this returns is acked and what it raises is nacked and
-    redelivered). FastStream's ``ExceptionMiddleware`` could route the exceptions too, but
-    a handled exception there is acked unconditionally and its handlers see neither the
-    consumer's failure count nor the record's coordinates without extra context lookups;
-    the policy needs all three, so it is a plain :class:`BaseMiddleware`.
+    Two FastStream hooks, one job each. The subscriber's custom *decoder*
+    (:meth:`decode`) is where FastStream's docs put turning bytes into the handler's
+    argument, so that is where a record that is not its topic's contract is told apart,
+    with a plain reason. A broker *middleware* (:class:`BaseMiddleware`, whose
+    ``consume_scope`` FastStream documents as the wrapper around each message's
+    processing) applies the policy: it runs around every handler call of every subscriber
+    of the broker, including the decoding, and inside FastStream's acknowledgement
+    middleware, so what it returns is acked and what it raises is nacked and redelivered.
+    FastStream's ``ExceptionMiddleware`` maps exception types to handlers and would do for
+    the dead-lettering alone, but the transient path needs a per-consumer failure count
+    and a pause *before* re-raising, and the letter needs the record's coordinates:
+    one ``consume_scope`` says all of it in a few lines, for every service.
 
     ``dead_letters`` holds the declared ``<topic>.dlq`` publisher of each consumed topic
     (:meth:`declare`); the letters are published through them, so the AsyncAPI document
@@ -240,9 +244,7 @@ class ConsumerPolicy:
         self._failures.pop(handler, None)
         return result
 
-    async def dead_letter(
-        self, message: KafkaMessage, *, reason: str, errors: list[str] | None = None
-    ) -> None:
+    async def dead_letter(self, message: KafkaMessage, *, reason: str) -> None:
         """Publish ``message`` to its topic's dead-letter topic, with the reason."""
         raw: Any = message.raw_message
         key = raw.key.decode() if isinstance(raw.key, bytes) else raw.key
@@ -254,19 +256,13 @@ class ConsumerPolicy:
             payload=message.body.decode(errors="replace"),
             reason=reason,
             service=self.service,
-            errors=errors or [],
         )
-        await self.publish_letter(letter)
+        await self.dead_letters[raw.topic].publish(letter, key=raw.key)
+        DEAD_LETTERS.labels(dlq(raw.topic), self.service).inc()
         log.warning(
             "dead-lettered record",
             extra={"topic": raw.topic, "offset": raw.offset, "reason": reason},
         )
-
-    async def publish_letter(self, letter: DeadLetter) -> None:
-        """Send ``letter`` through its source topic's dead-letter publisher, and count it."""
-        publisher = self.dead_letters[letter.source_topic]
-        await publisher.publish(letter, key=letter.key.encode() if letter.key else None)
-        DEAD_LETTERS.labels(dlq(letter.source_topic), self.service).inc()
 
 
 class _Policy(BaseMiddleware):

@@ -129,18 +129,17 @@ class Scheduler:
         for problem in self.redis_problems:
             log.warning("redis configuration: %s", problem)
 
-    async def readiness(self) -> dict[str, Any]:
-        return await self.service.readiness()
-
     async def metrics(self) -> Response:
         """Prometheus metrics of this replica (no token, like /healthz)."""
         body = await render_metrics(self.service.subscribers)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def start(self) -> None:
+        """Start firing, then the history consumer (see ``service.loop`` above); no HTTP."""
         await self.service.start()
 
     async def stop(self) -> None:
+        """Stop firing and consuming, then close Redis."""
         await self.service.stop()
 
 

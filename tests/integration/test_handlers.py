@@ -5,6 +5,7 @@ in-memory stand-in; the real-broker tests beside this file cover Kafka itself)."
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from services.content.decks import load_catalog
 from services.content.worker import build as build_content
@@ -22,7 +24,7 @@ from shared import topics
 from shared.events import NudgeDelivered, NudgeFailed
 from shared.kafka import publisher
 from shared.settings import Settings
-from tandem.embedded import start_redis
+from tandem.embedded import free_port, start_redis
 from tandem.inbox import Inbox
 from tests.notifier_support import Couple, Partner, make_nudge, store_couple
 from tests.unit.content_events import ritual_due
@@ -105,6 +107,23 @@ async def test_content_dead_letters_what_no_retry_can_fix(settings, body, reason
         assert letter["source_topic"] == topics.RITUAL_DUE and letter["service"] == "content"
         assert letter["key"] == "cpl_bad" and letter["payload"] == body.decode()
         assert sent(ready) == []
+    await service.redis.aclose()
+
+
+async def test_a_transient_failure_is_redelivered_after_a_pause_not_dead_lettered(
+    settings,
+) -> None:
+    # Redis is down (nothing listens there): no retry can be ruled out, so no dead letter.
+    down = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    service = build_content(down, catalog=load_catalog())
+    dead = publisher(service.broker, topics.dlq(topics.RITUAL_DUE), service="content")
+    due = ritual_due("weekly_questions", title="Questions")
+    async with TestKafkaBroker(service.broker) as broker:
+        started = time.monotonic()
+        with pytest.raises(RedisConnectionError):  # raised: the record is not committed
+            await broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())
+        assert time.monotonic() - started >= 0.2  # paused before giving it back
+        assert sent(dead) == []
     await service.redis.aclose()
 
 
