@@ -1,43 +1,74 @@
 """Kafka wiring: the broker every service builds, topic creation, and the consumer policy.
 
 Consumers are at-least-once: a record's offset is committed only after its handler returned
-(``AckPolicy.NACK_ON_ERROR``). A record that can never be handled (bad JSON, an unknown
-schema version, a reference to nothing) is not retried forever: the handler raises
-:class:`Poison`, the record goes to ``<topic>.dlq`` with the reason, and the offset moves on.
-Anything else (Redis down, broker hiccup) is transient: the record is redelivered after a
-growing pause, so an outage slows a consumer down instead of spinning it.
+(``AckPolicy.NACK_ON_ERROR``). A record that can never be handled is not retried forever:
+it goes to ``<topic>.dlq`` as a :class:`~shared.events.DeadLetter` with a plain reason, and
+the offset moves on. That covers a record that does not decode into its topic's contract
+(:meth:`ConsumerPolicy.decode`: bad JSON, not an object, wrong fields, an unknown
+``schema_version``) and one a handler rejects by raising :class:`Poison` (a deck that does
+not exist). Anything else (Redis down, broker hiccup) is transient: the record is
+redelivered after a growing pause (:func:`shared.backoff.pause`), so an outage slows a
+consumer down instead of spinning it. :class:`ConsumerPolicy` applies all of this, once,
+for every subscriber of every service.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import json
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+import weakref
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from faststream import AckPolicy
+from faststream import AckPolicy, BaseMiddleware
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
-from shared.events import DeadLetter
+from shared import events, topics
+from shared.backoff import pause
+from shared.events import SCHEMA_VERSION, DeadLetter
 from shared.ops import broker_middlewares
 from shared.settings import Settings
 from shared.topics import ALL_TOPICS, dlq
 
 log = logging.getLogger("tandem.kafka")
 
-M = TypeVar("M", bound=BaseModel)
-
 DEAD_LETTERS = Counter(
     "tandem_dead_letters_total", "Records published to a dead-letter topic", ["topic", "service"]
 )
+
+# What each topic carries: the model a record of it decodes into, and the payload its
+# publishers and subscribers declare (so the AsyncAPI document names it).
+CONTRACTS: dict[str, type[BaseModel]] = {
+    topics.RITUAL_DUE: events.RitualDue,
+    topics.RITUAL_MISSED: events.RitualMissed,
+    topics.NUDGE_READY: events.NudgeReady,
+    topics.NUDGE_DELIVERED: events.NudgeDelivered,
+    topics.NUDGE_FAILED: events.NudgeFailed,
+    **{t: DeadLetter for t in ALL_TOPICS if t.endswith(".dlq")},
+}
+
+
+_PUBLISHERS: weakref.WeakKeyDictionary[KafkaBroker, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def publisher(broker: KafkaBroker, topic: str, *, service: str) -> Any:
+    """``broker``'s publisher of ``topic``, declared with its payload model
+    (:data:`CONTRACTS`) the first time it is asked for, the same object after that:
+    ``await publisher.publish(event, key=...)``. Declared publishers are what FastStream's
+    AsyncAPI document lists, so the document names what the code sends."""
+    declared = _PUBLISHERS.setdefault(broker, {})
+    if topic not in declared:
+        declared[topic] = broker.publisher(
+            topic, schema=CONTRACTS[topic], title=f"{topic}:{service}"
+        )
+    return declared[topic]
 
 
 class Poison(Exception):
@@ -67,9 +98,16 @@ def _security(settings: Settings) -> BaseSecurity | None:
     )
 
 
-def make_broker(settings: Settings, *, service: str) -> KafkaBroker:
+def make_broker(
+    settings: Settings, *, service: str, policy: ConsumerPolicy | None = None
+) -> KafkaBroker:
     """The FastStream Kafka broker for ``service``, producing with ``acks=all``, with
-    Prometheus metrics and (if configured) tracing (:func:`shared.ops.broker_middlewares`)."""
+    Prometheus metrics and (if configured) tracing (:func:`shared.ops.broker_middlewares`),
+    and ``policy`` applied to every record its subscribers consume."""
+    middlewares: tuple[Any, ...] = broker_middlewares(settings, service=service)
+    if policy is not None:
+        # Last, so innermost: metrics and traces see a dead-lettered record as handled.
+        middlewares = (*middlewares, policy.middleware)
     return KafkaBroker(
         settings.kafka_bootstrap.split(","),
         client_id=f"{settings.kafka_client_id}-{service}",
@@ -77,17 +115,8 @@ def make_broker(settings: Settings, *, service: str) -> KafkaBroker:
         enable_idempotence=settings.kafka_idempotence,
         security=_security(settings),
         logger=logging.getLogger(f"tandem.{service}.faststream"),
-        middlewares=broker_middlewares(settings, service=service),
+        middlewares=middlewares,
     )
-
-
-def declare_publishers(
-    broker: KafkaBroker, service: str, topics: dict[str, type[BaseModel]]
-) -> None:
-    """Name in the AsyncAPI docs (``make docs``) each topic ``service`` publishes to, with its
-    payload model. Docs only: the services publish with ``broker.publish``."""
-    for topic, model in topics.items():
-        broker.publisher(topic, schema=model, title=f"{topic}:{service}")
 
 
 def client_kwargs(settings: Settings) -> dict[str, Any]:
@@ -107,18 +136,6 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
 
 def admin_client(settings: Settings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**client_kwargs(settings))
-
-
-def subscriber(broker: KafkaBroker, *topics: str, group_id: str) -> Any:
-    """A consumer of ``topics`` with Tandem's policy: offsets committed only after the
-    handler returned (at-least-once), and a new group starting from the oldest record, so
-    nothing published before its first member joined is skipped."""
-    return broker.subscriber(
-        *topics,
-        group_id=group_id,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        auto_offset_reset="earliest",
-    )
 
 
 async def ensure_topics(settings: Settings, topics: tuple[str, ...] = ALL_TOPICS) -> None:
@@ -142,76 +159,134 @@ async def ensure_topics(settings: Settings, topics: tuple[str, ...] = ALL_TOPICS
         await admin.close()
 
 
-def decode(model: type[M], message: KafkaMessage) -> M:
-    """Parse a record into ``model``; a record that does not fit is :class:`Poison`."""
+def diagnose(body: bytes, service: str) -> str | None:
+    """A plainer reason than a validation dump for a record that does not decode, if any."""
     try:
-        return model.model_validate_json(message.body)
-    except ValidationError as exc:
-        raise Poison(f"{model.__name__} invalid: {exc.errors(include_url=False)}") from exc
+        raw = json.loads(body)
+    except ValueError as exc:  # includes bytes that are not UTF-8
+        return f"malformed JSON: {exc}"
+    if not isinstance(raw, dict):
+        return f"expected a JSON object, got {type(raw).__name__}"
+    version = raw.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        return f"unknown schema_version {version!r} ({service} knows {SCHEMA_VERSION})"
+    return None
 
 
-def message_key(message: KafkaMessage) -> str | None:
-    key = message.raw_message.key  # type: ignore[union-attr]
-    return key.decode() if isinstance(key, bytes) else key
+class Undecodable(Poison):
+    """A record that is not its topic's contract."""
 
 
-async def dead_letter(
-    broker: KafkaBroker,
-    message: KafkaMessage,
-    *,
-    reason: str,
-    service: str,
-    errors: list[str] | None = None,
-) -> None:
-    """Publish ``message`` to its topic's dead-letter topic, with the reason."""
-    raw = message.raw_message
-    topic = raw.topic  # type: ignore[union-attr]
-    letter = DeadLetter(
-        source_topic=topic,
-        partition=raw.partition,  # type: ignore[union-attr]
-        offset=raw.offset,  # type: ignore[union-attr]
-        key=message_key(message),
-        payload=message.body.decode(errors="replace"),
-        reason=reason,
-        service=service,
-        errors=errors or [],
+class ConsumerPolicy:
+    """Tandem's consumer policy (see the module docstring) as one FastStream broker
+    middleware, for every subscriber of the broker.
+
+    Two FastStream hooks, one job each. The subscriber's custom *decoder*
+    (:meth:`decode`) is where FastStream's docs put turning bytes into the handler's
+    argument, so that is where a record that is not its topic's contract is told apart,
+    with a plain reason. A broker *middleware* (:class:`BaseMiddleware`, whose
+    ``consume_scope`` FastStream documents as the wrapper around each message's
+    processing) applies the policy: it runs around every handler call of every subscriber
+    of the broker, including the decoding, and inside FastStream's acknowledgement
+    middleware, so what it returns is acked and what it raises is nacked and redelivered.
+    FastStream's ``ExceptionMiddleware`` maps exception types to handlers and would do for
+    the dead-lettering alone, but the transient path needs a per-consumer failure count
+    and a pause *before* re-raising, and the letter needs the record's coordinates:
+    one ``consume_scope`` says all of it in a few lines, for every service.
+
+    ``dead_letters`` holds the declared ``<topic>.dlq`` publisher of each consumed topic
+    (:meth:`declare`); the letters are published through them, so the AsyncAPI document
+    lists exactly what the code sends.
+    """
+
+    def __init__(self, service: str, *, max_pause: float = 10.0) -> None:
+        self.service = service
+        self.max_pause = max_pause
+        self.dead_letters: dict[str, Any] = {}
+        self._failures: dict[Any, int] = {}
+
+    def declare(self, broker: KafkaBroker, topic: str) -> Any:
+        """The dead-letter publisher of ``topic``."""
+        self.dead_letters[topic] = publisher(broker, dlq(topic), service=self.service)
+        return self.dead_letters[topic]
+
+    async def decode(self, message: KafkaMessage) -> Any:
+        """FastStream's decoder for Tandem's topics: the record as its topic's model
+        (:data:`CONTRACTS`), or :class:`Undecodable` saying plainly what is wrong. The
+        handler then receives the model instance (pydantic does not validate it twice)."""
+        model = CONTRACTS[message.raw_message.topic]  # type: ignore[union-attr]
+        try:
+            return model.model_validate_json(message.body)
+        except ValidationError as exc:
+            reason = diagnose(message.body, self.service)
+            if reason is None:
+                reason = f"{model.__name__} invalid: {exc.errors(include_url=False)}"
+            raise Undecodable(reason) from exc
+
+    def middleware(self, msg: Any, /, *, context: Any) -> BaseMiddleware:
+        """FastStream's middleware factory: one :class:`_Policy` per record."""
+        return _Policy(msg, context=context, policy=self)
+
+    async def handle(self, call_next: Any, message: KafkaMessage, handler: Any) -> Any:
+        """Run the handler on ``message`` under the policy (see the class docstring)."""
+        try:
+            result = await call_next(message)
+        except Poison as exc:
+            await self.dead_letter(message, reason=str(exc))
+            self._failures.pop(handler, None)
+            return None
+        except Exception:
+            failures = self._failures[handler] = self._failures.get(handler, 0) + 1
+            delay = pause(failures, cap=self.max_pause)
+            log.exception("handler failed; redelivering in %.1fs", delay)
+            await asyncio.sleep(delay)
+            raise
+        self._failures.pop(handler, None)
+        return result
+
+    async def dead_letter(self, message: KafkaMessage, *, reason: str) -> None:
+        """Publish ``message`` to its topic's dead-letter topic, with the reason."""
+        raw: Any = message.raw_message
+        key = raw.key.decode() if isinstance(raw.key, bytes) else raw.key
+        letter = DeadLetter(
+            source_topic=raw.topic,
+            partition=raw.partition,
+            offset=raw.offset,
+            key=key,
+            payload=message.body.decode(errors="replace"),
+            reason=reason,
+            service=self.service,
+        )
+        await self.dead_letters[raw.topic].publish(letter, key=raw.key)
+        DEAD_LETTERS.labels(dlq(raw.topic), self.service).inc()
+        log.warning(
+            "dead-lettered record",
+            extra={"topic": raw.topic, "offset": raw.offset, "reason": reason},
+        )
+
+
+class _Policy(BaseMiddleware):
+    def __init__(self, msg: Any, /, *, context: Any, policy: ConsumerPolicy) -> None:
+        super().__init__(msg, context=context)
+        self.policy = policy
+
+    async def consume_scope(self, call_next: Any, msg: Any) -> Any:
+        # The failure count is per subscriber, as redeliveries are.
+        handler = self.context.get_local("handler_") or msg.raw_message.topic
+        return await self.policy.handle(call_next, msg, handler)
+
+
+def subscriber(broker: KafkaBroker, policy: ConsumerPolicy, *topics: str, group_id: str) -> Any:
+    """A consumer of ``topics`` with Tandem's policy: records decoded into their topic's
+    contract, offsets committed only after the handler returned (at-least-once), a new
+    group starting from the oldest record (nothing published before its first member
+    joined is skipped), and each topic's dead-letter publisher declared."""
+    for topic in topics:
+        policy.declare(broker, topic)
+    return broker.subscriber(
+        *topics,
+        group_id=group_id,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+        decoder=policy.decode,
     )
-    await broker.publish(letter, dlq(topic), key=letter.key.encode() if letter.key else None)
-    DEAD_LETTERS.labels(dlq(topic), service).inc()
-    log.warning(
-        "dead-lettered record",
-        extra={"topic": topic, "offset": letter.offset, "reason": reason, "service": service},
-    )
-
-
-def guarded(
-    broker: KafkaBroker, *, service: str, max_pause: float = 10.0
-) -> Callable[
-    [Callable[[KafkaMessage], Awaitable[None]]], Callable[[KafkaMessage], Awaitable[None]]
-]:
-    """Wrap a handler with Tandem's consumer policy (see the module docstring)."""
-
-    def wrap(
-        handler: Callable[[KafkaMessage], Awaitable[None]],
-    ) -> Callable[[KafkaMessage], Awaitable[None]]:
-        failures = 0
-
-        @functools.wraps(handler)
-        async def run(message: KafkaMessage) -> None:
-            nonlocal failures
-            try:
-                await handler(message)
-            except Poison as exc:
-                await dead_letter(broker, message, reason=str(exc), service=service)
-            except Exception:
-                failures += 1
-                pause = min(max_pause, 0.2 * 2**failures)
-                log.exception("handler failed; redelivering in %.1fs", pause)
-                await asyncio.sleep(pause)
-                raise
-            else:
-                failures = 0
-
-        return run
-
-    return wrap

@@ -6,10 +6,11 @@ Promises:
   (``faststream_*`` metrics per handler and topic) and, only when ``TANDEM_OTLP_ENDPOINT``
   is set, its OpenTelemetry middleware: the trace context travels in Kafka headers, so one
   occurrence is one trace from the scheduler through content to the notifier.
-* :class:`OpsServer` serves ``/healthz`` (the process is alive), ``/readyz`` (200 only when
-  the given check says ready, 503 with the report otherwise) and ``/metrics`` on
-  ``TANDEM_OPS_HOST:TANDEM_OPS_PORT``, in the service's own event loop. It never raises
-  into the service: a failing check is a 503, not a crash.
+* :func:`ops_routes` are ``/healthz`` (the process is alive), ``/readyz`` (200 only when
+  every check is ok, 503 with the report otherwise; one JSON shape for every service, see
+  :func:`run_checks`) and ``/metrics``, as FastStream ASGI routes that
+  :mod:`shared.service` serves the same way for every service. A failing check is a
+  503, never a crash.
 * ``tandem_consumer_lag`` is refreshed on every scrape (:func:`refresh_lag`), so it is as
   fresh as Prometheus asks and costs nothing when nobody looks.
 """
@@ -17,15 +18,15 @@ Promises:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-import uvicorn
 from aiokafka import TopicPartition
+from faststream.asgi import AsgiResponse, get
+from faststream.asgi.response import JSONResponse
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
 
@@ -41,7 +42,11 @@ CONSUMER_LAG = Gauge(
     ["group", "topic"],
 )
 
-Readiness = Callable[[], Awaitable[dict[str, Any]]]
+Report = dict[str, Any]
+CHECK_SECONDS = 3.0  # a readiness probe answers within a few of these
+Readiness = Callable[[], Awaitable[Report]]
+# One readiness check: its details (``ok`` defaults to true), or an exception for not ok.
+Check = Callable[[], Awaitable[dict[str, Any]]]
 
 
 DLQ_DEPTH = Gauge(
@@ -144,125 +149,58 @@ async def render_metrics(subscribers: Iterable[Any] = ()) -> bytes:
     return generate_latest(REGISTRY)
 
 
+# -- readiness and the ops endpoints -----------------------------------------------------
+async def run_checks(service: str, checks: Mapping[str, Check]) -> Report:
+    """Tandem's one readiness contract, for every service::
+
+        {"service": "<name>", "ready": <bool>,
+         "<check>": {"ok": <bool>, ...details, "error": "<repr>" (only when it raised)}, ...}
+
+    ``ready`` is true only when every check says ``ok``. A check that raises or takes more
+    than ``CHECK_SECONDS`` is ``{"ok": false, "error": ...}``: readiness reports, it never
+    raises."""
+    report: Report = {"service": service}
+    for name, check in checks.items():
+        try:
+            report[name] = {"ok": True} | await asyncio.wait_for(check(), CHECK_SECONDS)
+        except Exception as exc:
+            report[name] = {"ok": False, "error": repr(exc)}
+    report["ready"] = all(report[name]["ok"] for name in checks)
+    return report
+
+
 async def consumer_report(subscribers: Iterable[Any]) -> dict[str, Any]:
     """Readiness of consumers: each must own at least one partition."""
     assigned = {s.group_id: assigned_partitions(s) for s in subscribers}
-    return {"assigned_partitions": assigned, "ok": all(assigned.values())}
+    return {"ok": all(assigned.values()), "assigned_partitions": assigned}
 
 
-# -- the ops server -----------------------------------------------------------------------
-class OpsServer:
-    """``/healthz``, ``/readyz`` and ``/metrics`` over a tiny ASGI app (no framework),
-    served by uvicorn as a task of the running loop. ``start``/``stop`` are idempotent."""
+def ops_routes(readiness: Readiness, subscribers: Sequence[Any]) -> list[tuple[str, Any]]:
+    """``/healthz``, ``/readyz`` and ``/metrics`` as FastStream ASGI routes (the
+    ``asgi_routes`` of :class:`faststream.asgi.AsgiFastStream`), the same for every service.
 
-    def __init__(
-        self, settings: Settings, *, readiness: Readiness, subscribers: Iterable[Any] = ()
-    ) -> None:
-        self.host = settings.ops_host
-        self.port = settings.ops_port or 0
-        self.readiness = readiness
-        self.subscribers = list(subscribers)
-        self._server: _Server | None = None
-        self._task: asyncio.Task[None] | None = None
+    ``/healthz`` answers 200 ``{"status": "ok"}`` while the process serves HTTP: liveness
+    only. (FastStream's ``make_ping_asgi`` pings the broker and answers 204, which is a
+    readiness question; a broker outage must not get a live service restarted.)
+    ``/readyz`` is :func:`run_checks`'s report, 200 when ready else 503. ``/metrics`` is
+    the Prometheus exposition (:func:`render_metrics`)."""
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        status, content_type, body = await self._answer(scope["path"])
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", content_type.encode())],
-            }
+    @get(include_in_schema=False)
+    async def healthz(scope: Any) -> AsgiResponse:
+        return JSONResponse({"status": "ok"})
+
+    @get(include_in_schema=False)
+    async def readyz(scope: Any) -> AsgiResponse:
+        report = await readiness()
+        return AsgiResponse(
+            json.dumps(report, default=str).encode(),
+            200 if report.get("ready") else 503,
+            {"Content-Type": "application/json"},
         )
-        await send({"type": "http.response.body", "body": body})
 
-    async def _answer(self, path: str) -> tuple[int, str, bytes]:
-        if path == "/healthz":
-            return 200, "application/json", b'{"status": "ok"}'
-        if path == "/readyz":
-            try:
-                report = await self.readiness()
-            except Exception as exc:  # readiness reports, it does not raise
-                report = {"ready": False, "error": repr(exc)}
-            code = 200 if report.get("ready") else 503
-            return code, "application/json", json.dumps(report, default=str).encode()
-        if path == "/metrics":
-            return 200, CONTENT_TYPE_LATEST, await render_metrics(self.subscribers)
-        return 404, "text/plain", b"not found"
+    @get(include_in_schema=False)
+    async def metrics(scope: Any) -> AsgiResponse:
+        body = await render_metrics(subscribers)
+        return AsgiResponse(body, 200, {"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def start(self) -> None:
-        if self._task is not None:
-            return
-        config = uvicorn.Config(
-            self,
-            host=self.host,
-            port=self.port,
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-        )
-        self._server = server = _Server(config)
-        self._task = asyncio.create_task(self._serve(server), name="ops-server")
-        # uvicorn says it listens only through this flag.
-        while not server.started and not self._task.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        if self._task.done():
-            self._task = None
-            return
-        log.info("ops endpoints on http://%s:%s (/healthz /readyz /metrics)", self.host, self.port)
-
-    async def _serve(self, server: _Server) -> None:
-        try:
-            await server.serve()
-        except SystemExit:
-            # uvicorn exits the process when it cannot bind (the port is taken); the
-            # service is more use running without its ops endpoints than not at all.
-            log.error("ops server could not listen on %s:%s", self.host, self.port)
-
-    async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            with contextlib.suppress(Exception):
-                await self._task
-        self._task = None
-
-
-class _Server(uvicorn.Server):
-    """The service handles SIGINT/SIGTERM itself (FastStream or the scheduler); uvicorn
-    must not install its own handlers or re-raise the signal after shutting down."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def attach(
-    app: Any, settings: Settings, *, readiness: Readiness, subscribers: Iterable[Any]
-) -> OpsServer | None:
-    """Serve the ops endpoints for a FastStream ``app`` while it runs, if ``ops_port`` is
-    set; started after the broker (so readiness can be true) and stopped before it."""
-    if not settings.ops_port:
-        return None
-    server = OpsServer(settings, readiness=readiness, subscribers=subscribers)
-    app.after_startup(server.start)
-    app.on_shutdown(server.stop)
-    return server
-
-
-async def kafka_redis_readiness(
-    broker: Any, redis: Any, subscribers: Iterable[Any], *, service: str
-) -> dict[str, Any]:
-    """The readiness report of a consumer service: broker reachable, Redis answering,
-    every consumer owning partitions."""
-    report: dict[str, Any] = {"service": service}
-    try:
-        await asyncio.wait_for(redis.ping(), timeout=2)
-        report["redis"] = {"ok": True}
-    except Exception as exc:
-        report["redis"] = {"ok": False, "error": repr(exc)}
-    report["kafka"] = {"ok": bool(await broker.ping(timeout=2))}
-    report["consumers"] = await consumer_report(subscribers)
-    report["ready"] = all(report[k]["ok"] for k in ("redis", "kafka", "consumers"))
-    return report
+    return [("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics)]

@@ -2,7 +2,8 @@
 
 * ``asyncapi.json``: AsyncAPI 3.0 of the Kafka contracts -- every topic each service
   subscribes to and publishes to, with its payload schema -- from the three services' own
-  FastStream brokers, as they are built to run.
+  FastStream brokers, as they are built to run: the typed handlers name what they
+  receive, the declared publishers (the ones the code publishes through) what they send.
 * ``asyncapi.html``: the same, rendered by the AsyncAPI web component (loaded from a CDN).
 * ``openapi.json``: the scheduler's HTTP API, from its FastAPI app.
 
@@ -18,22 +19,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
-from shared import events, topics
 from shared.settings import Settings
 
 TITLE = "Tandem"
-# What each topic carries: the subscribers' handlers take the raw record (they dead-letter
-# what does not parse), so FastStream cannot infer their payload; this names it.
-CONTRACTS: dict[str, type[BaseModel]] = {
-    topics.RITUAL_DUE: events.RitualDue,
-    topics.RITUAL_MISSED: events.RitualMissed,
-    topics.NUDGE_READY: events.NudgeReady,
-    topics.NUDGE_DELIVERED: events.NudgeDelivered,
-    topics.NUDGE_FAILED: events.NudgeFailed,
-    **{t: events.DeadLetter for t in topics.ALL_TOPICS if t.endswith(".dlq")},
-}
 DESCRIPTION = (
     "Kafka contracts between Tandem's services. Every record is keyed by couple id; "
     "`occurrence_id` is what every consumer deduplicates on; a record a consumer cannot "
@@ -57,8 +45,11 @@ def _brokers() -> list[Any]:
     from services.scheduler.service import Scheduler
 
     settings = _settings()
-    content, _ = build_content(settings, catalog=Catalog({}))
-    return [Scheduler(settings).broker, content, build_notifier(settings).broker]
+    return [
+        Scheduler(settings).broker,
+        build_content(settings, catalog=Catalog({})).broker,
+        build_notifier(settings).service.broker,
+    ]
 
 
 def asyncapi() -> dict[str, Any]:
@@ -69,7 +60,6 @@ def asyncapi() -> dict[str, Any]:
         *_brokers(), title=TITLE, version=version("tandem"), description=DESCRIPTION
     ).to_specification()
     doc: dict[str, Any] = spec.to_jsonable()
-    _name_subscriber_payloads(doc)
     # FastStream lists a broker's publishers in no fixed order; sort, so docs/ is stable.
     for section in (doc, doc["components"]):
         for key in ("channels", "operations", "messages", "schemas"):
@@ -78,36 +68,11 @@ def asyncapi() -> dict[str, Any]:
     return doc
 
 
-def _name_subscriber_payloads(doc: dict[str, Any]) -> None:
-    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    messages = doc["components"].get("messages", {})
-    for channel in doc.get("channels", {}).values():
-        model = CONTRACTS.get(channel["address"])
-        if model is None:
-            continue
-        for ref in channel.get("messages", {}).values():
-            message = messages[ref["$ref"].rsplit("/", 1)[-1]]
-            if message.get("payload") == {"$ref": "#/components/schemas/EmptyPayload"}:
-                message["payload"] = {"$ref": f"#/components/schemas/{model.__name__}"}
-                _add_schema(schemas, model)
-    if "EmptyPayload" in schemas and "EmptyPayload" not in json.dumps(messages):
-        del schemas["EmptyPayload"]
-
-
-def _add_schema(schemas: dict[str, Any], model: type[BaseModel]) -> None:
-    if model.__name__ in schemas:
-        return
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    for name, sub in schema.pop("$defs", {}).items():
-        schemas.setdefault(name, sub)
-    schemas[model.__name__] = schema
-
-
 def openapi() -> dict[str, Any]:
     """The scheduler's OpenAPI document."""
     from services.scheduler.service import Scheduler
 
-    return Scheduler(_settings()).app.openapi()
+    return Scheduler(_settings()).api.openapi()
 
 
 def html(doc: dict[str, Any]) -> str:

@@ -138,12 +138,9 @@ async def running_notifier(settings: Settings) -> AsyncIterator[Notifier]:
     """A notifier (consumer + drain task) running in this event loop."""
     await ensure_topics(settings)
     notifier = build(settings)
-    await notifier.app.start()
-    await notifier.wait_assigned()
-    try:
+    async with notifier.service:
+        await notifier.wait_assigned()
         yield notifier
-    finally:
-        await notifier.app.stop()
 
 
 @dataclass

@@ -22,19 +22,16 @@ Promises:
 * A record that can never work (malformed JSON, an unknown ``schema_version``, a deck that
   does not exist, no recipients, a summary without its numbers) goes to ``ritual.due.dlq``
   with the reason and the consumer moves on; anything else (Redis down) is redelivered
-  (``shared.kafka.guarded``).
+  (``shared.kafka.ConsumerPolicy``, for every service).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
-from faststream import FastStream
-from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from redis.asyncio import Redis
 
 from services.content.choosing import selection_key
@@ -43,42 +40,17 @@ from services.content.decks import DECKLESS_KINDS, Catalog, default_deck, load_c
 from services.content.metrics import PROMPTS
 from services.content.store import ContentStore
 from shared import topics
-from shared.events import SCHEMA_VERSION, DeadLetter, NudgeReady, RitualDue
-from shared.kafka import Poison, declare_publishers, decode, guarded, make_broker, subscriber
+from shared.events import NudgeReady, RitualDue
+from shared.kafka import Poison
 from shared.links import action_links
-from shared.ops import attach, kafka_redis_readiness
-from shared.redis import Keys, make_redis
+from shared.redis import Keys
+from shared.service import Service
 from shared.settings import Settings
 
 SERVICE = "content"
 GROUP_ID = "content"
 
 log = logging.getLogger("tandem.content")
-
-
-def diagnose(body: bytes) -> str | None:
-    """A plainer reason than a validation dump for a record that is not a RitualDue, if any."""
-    try:
-        raw = json.loads(body)
-    except ValueError as exc:  # includes bytes that are not UTF-8
-        return f"malformed JSON: {exc}"
-    if not isinstance(raw, dict):
-        return f"expected a JSON object, got {type(raw).__name__}"
-    version = raw.get("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
-        return f"unknown schema_version {version!r} (content knows {SCHEMA_VERSION})"
-    return None
-
-
-def parse(message: KafkaMessage) -> RitualDue:
-    """The record as a :class:`RitualDue`, or :class:`Poison` saying what is wrong."""
-    try:
-        return decode(RitualDue, message)
-    except Poison as exc:
-        reason = diagnose(message.body)
-        if reason is not None:
-            raise Poison(reason) from exc
-        raise
 
 
 class Content:
@@ -148,60 +120,46 @@ def build(
     *,
     catalog: Catalog | None = None,
     redis: Redis | None = None,
-) -> tuple[KafkaBroker, FastStream]:
-    """The content service's broker and app, ready to ``app.run()`` (or ``async with app``).
+) -> Service:
+    """The content service, ready to ``serve()`` (or ``async with``).
 
     Loads the decks now (shipped plus ``settings.decks_dir``) unless ``catalog`` is given, so
-    a broken deck fails here, before anything is consumed. The Redis client is made from
-    ``settings`` unless given; one made here is closed when the app stops.
+    a broken deck fails here (``DeckError``), before anything is consumed. The Redis
+    client is made from ``settings`` unless given; one made here is closed when it stops.
+    Ops endpoints are served on ``TANDEM_OPS_HOST:TANDEM_OPS_PORT`` when a port is set.
     """
     catalog = catalog if catalog is not None else load_catalog(settings.decks_dir)
-    own_redis = redis is None
-    client = redis if redis is not None else make_redis(settings)
+    bind = (settings.ops_host, settings.ops_port) if settings.ops_port else None
+    service = Service(SERVICE, settings, redis=redis, bind=bind)
     content = Content(
         catalog,
-        ContentStore(client, Keys(settings.redis_prefix)),
+        ContentStore(service.redis, Keys(settings.redis_prefix)),
         link_key=settings.secret_key,
         public_url=settings.api_url,
     )
-    broker = make_broker(settings, service=SERVICE)
+    ready = service.publisher(topics.NUDGE_READY)
 
-    consumer = subscriber(broker, topics.RITUAL_DUE, group_id=GROUP_ID)
-    declare_publishers(
-        broker,
-        SERVICE,
-        {topics.NUDGE_READY: NudgeReady, topics.dlq(topics.RITUAL_DUE): DeadLetter},
-    )
-
-    @consumer
-    @guarded(broker, service=SERVICE)
-    async def on_ritual_due(message: KafkaMessage) -> None:
-        due = parse(message)
+    @service.subscriber(topics.RITUAL_DUE, group_id=GROUP_ID)
+    async def on_ritual_due(due: RitualDue) -> None:
+        """One ``nudge.ready`` per ``ritual.due``, keyed by couple, published before the
+        record is committed; :class:`Poison` for a record no retry can fix."""
         nudge = await content.nudge(due)
-        await broker.publish(nudge, topics.NUDGE_READY, key=due.couple_id.encode())
+        await ready.publish(nudge, key=due.couple_id.encode())
         PROMPTS.labels(nudge.prompt.deck).inc()
-        log.debug(
-            "nudge ready",
-            extra={
-                "occurrence_id": due.occurrence_id,
-                "couple_id": due.couple_id,
-                "deck": nudge.prompt.deck,
-                "prompt_id": nudge.prompt.prompt_id,
-            },
-        )
+        log.debug("nudge ready", extra=_ids(due, nudge))
 
-    async def check_redis() -> None:
-        await client.ping()  # type: ignore[misc]
+    async def check_redis() -> None:  # fail fast: no consuming without Redis
+        await service.redis.ping()  # type: ignore[misc]
 
-    async def close_redis() -> None:
-        if own_redis:
-            await client.aclose()
-
+    service.on_startup(check_redis)
     log.info("content: %d decks loaded (%s)", len(catalog), ", ".join(sorted(catalog.decks)))
-    app = FastStream(broker, on_startup=[check_redis], after_shutdown=[close_redis])
+    return service
 
-    async def readiness() -> dict[str, object]:
-        return await kafka_redis_readiness(broker, client, [consumer], service=SERVICE)
 
-    attach(app, settings, readiness=readiness, subscribers=[consumer])
-    return broker, app
+def _ids(due: RitualDue, nudge: NudgeReady) -> dict[str, Any]:
+    return {
+        "occurrence_id": due.occurrence_id,
+        "couple_id": due.couple_id,
+        "deck": nudge.prompt.deck,
+        "prompt_id": nudge.prompt.prompt_id,
+    }

@@ -45,11 +45,11 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel
 
 from services.notifier import metrics
-from services.notifier.backoff import retry_delay
 from services.notifier.channels import Channels, Outcome
 from services.notifier.quiet_hours import group_by_release, release_times
 from services.notifier.render import Rendered, has_buttons, render
 from services.notifier.store import ClaimedJob, Job, NotifierStore
+from shared.backoff import retry_delay
 from shared.events import (
     ChannelRef,
     DeadLetter,

@@ -1,17 +1,7 @@
-"""``python -m services.scheduler``: run one scheduler replica."""
+"""``python -m services.scheduler``: run one scheduler replica until SIGTERM/SIGINT."""
 
-import asyncio
-
-from services.scheduler.service import Scheduler
-from shared.logs import setup_logging
-from shared.settings import get_settings
-
-
-def main() -> None:
-    settings = get_settings()
-    setup_logging(settings, service="scheduler")
-    asyncio.run(Scheduler(settings).run())
-
+from services.scheduler.service import SERVICE, build
+from shared.service import main
 
 if __name__ == "__main__":
-    main()
+    main(SERVICE, build)

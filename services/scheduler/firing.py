@@ -20,7 +20,9 @@ from faststream.kafka import KafkaBroker
 
 from services.scheduler import metrics, occurrences, rituals
 from services.scheduler.store import Outgoing, SchedulerStore, TrackCommit
+from shared import backoff
 from shared.events import RitualDue, RitualMissed
+from shared.kafka import publisher
 from shared.settings import Settings
 from shared.topics import RITUAL_DUE, RITUAL_MISSED
 
@@ -48,6 +50,11 @@ class Firer:
         self.extras = extras
         self.store = store
         self.broker = broker
+        # One declared publisher per outbox topic (the same ones for every Firer of this
+        # broker), so the AsyncAPI document lists what the firing loop really sends.
+        self.publishers = {
+            t: publisher(broker, t, service="scheduler") for t in (RITUAL_DUE, RITUAL_MISSED)
+        }
         self.settings = settings
         self.clock = clock
         self._outbox_ready = asyncio.Event()
@@ -164,11 +171,11 @@ class Firer:
         )
         if not entries:
             return 0
-        # Pipelined: hand every record to the producer, then wait for all the acks.
+        # Pipelined: hand every record to the producer, then wait for all the acks. The
+        # outbox holds each event's JSON as committed; it is sent as is, not re-encoded.
         futures = [
-            await self.broker.publish(
+            await self.publishers[e.topic].publish(
                 e.value.encode(),
-                e.topic,
                 key=e.key.encode(),
                 headers={"content-type": "application/json"},
                 no_confirm=True,
@@ -219,7 +226,7 @@ class Firer:
                 pause = await self._until_next_due()
             except Exception:
                 failures += 1
-                pause = min(10.0, 0.2 * 2**failures)
+                pause = backoff.pause(failures, cap=10.0)
                 log.exception("firing failed; retrying in %.1fs", pause)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), pause)
@@ -242,9 +249,10 @@ class Firer:
                 pause = self.settings.scheduler_tick_seconds
             except Exception:
                 failures += 1
-                log.exception("publishing failed; retrying in %.1fs", min(10.0, 0.2 * 2**failures))
+                delay = backoff.pause(failures, cap=10.0)
+                log.exception("publishing failed; retrying in %.1fs", delay)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), min(10.0, 0.2 * 2**failures))
+                    await asyncio.wait_for(stop.wait(), delay)
                 continue
             self._outbox_ready.clear()
             # Sleep a tick, or less if this replica just committed new events.

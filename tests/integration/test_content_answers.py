@@ -40,8 +40,7 @@ def assert_links(nudge: NudgeReady, key: str) -> None:
 
 async def start_worker(stack: AsyncExitStack, on: Bus) -> None:
     settings = on.settings.model_copy(update={"public_url": PUBLIC})
-    _, app = build(settings, catalog=CATALOG)
-    await stack.enter_async_context(app)
+    await stack.enter_async_context(build(settings, catalog=CATALOG))
 
 
 async def test_links_and_a_snooze_that_reads_its_originals_prompt(bus: Bus) -> None:  # noqa: F811

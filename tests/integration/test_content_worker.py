@@ -1,6 +1,6 @@
 """The content worker against a real broker and a real Redis.
 
-The worker runs in-process (``build`` + ``async with app``); the test publishes ``ritual.due``
+The worker runs in-process (``async with build(...)``); the test publishes ``ritual.due``
 records with a plain aiokafka producer and reads ``nudge.ready`` and ``ritual.due.dlq`` with
 its own consumer group. Every wait polls for a condition with a generous deadline.
 """
@@ -161,8 +161,7 @@ async def bus(infra) -> AsyncIterator[Bus]:  # type: ignore[no-untyped-def]
 
 async def start_workers(stack: AsyncExitStack, settings: Settings, n: int = 1) -> None:
     for _ in range(n):
-        _, app = build(settings, catalog=CATALOG)
-        await stack.enter_async_context(app)
+        await stack.enter_async_context(build(settings, catalog=CATALOG))
 
 
 async def history_used(settings: Settings, couple: str, deck: str) -> frozenset[str]:

@@ -1,10 +1,15 @@
-"""The worker's record triage: what counts as poison, and why it says so."""
+"""The record triage every consumer shares (content's wording): what counts as poison, and
+why it says so."""
 
 from __future__ import annotations
 
 import json
 
-from services.content.worker import diagnose
+from shared.kafka import diagnose as diagnose_for
+
+
+def diagnose(body: bytes) -> str | None:
+    return diagnose_for(body, "content")
 
 
 def test_malformed_json() -> None:

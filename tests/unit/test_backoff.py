@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from services.notifier.backoff import retry_delay
+from shared.backoff import retry_delay
 
 
 @pytest.mark.parametrize("attempt", [1, 2, 3, 4, 5, 8, 20, 500])

@@ -1,8 +1,16 @@
-"""Retry timing: exponential backoff with jitter. Pure."""
+"""Retry timing, one policy for every retry in Tandem: exponential backoff with jitter. Pure.
+
+Used by the notifier's delivery schedule (``delivery_backoff_*``), the consumer policy
+(a transient handler failure, :mod:`shared.kafka`), the scheduler's firing and publishing
+loops and the notifier's delay-queue drain (:func:`pause`).
+"""
 
 from __future__ import annotations
 
 import random
+
+# The loops' first pause after a failure is 0.2-0.4 s, doubling per consecutive failure.
+LOOP_BASE_SECONDS = 0.4
 
 
 def retry_delay(
@@ -21,3 +29,10 @@ def retry_delay(
     ceiling = min(cap, base * 2.0 ** min(attempt - 1, 64))  # bounded: no float overflow
     r = (rng or random).random()
     return ceiling / 2 + r * ceiling / 2
+
+
+def pause(failures: int, *, cap: float) -> float:
+    """How long a loop or consumer waits after ``failures`` (>= 1) failures in a row: never
+    zero (an outage must not spin a loop), at most ``cap``, jittered so replicas that failed
+    together (Redis went away under all of them) do not retry in lockstep."""
+    return retry_delay(failures, base=LOOP_BASE_SECONDS, cap=cap)
