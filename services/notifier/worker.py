@@ -104,13 +104,12 @@ def build(settings: Settings) -> Notifier:
     consumer delivers inline, the delay-queue drain runs while it runs (started after the
     consumers, stopped before them, given a send timeout to finish its jobs), and the ops
     endpoints are served on ``TANDEM_OPS_HOST:TANDEM_OPS_PORT`` when a port is set."""
-    if not settings.secret_key:
-        raise ValueError("TANDEM_SECRET_KEY is required to decrypt channel URLs")
+    secret_key = settings.require_secret_key()  # it decrypts the channel URLs
     bind = (settings.ops_host, settings.ops_port) if settings.ops_port else None
     service = Service(SERVICE, settings, bind=bind)
     keys = Keys(settings.redis_prefix)
     store = NotifierStore(service.redis, keys)
-    vault = Vault(service.redis, keys, SecretBox(settings.secret_key))
+    vault = Vault(service.redis, keys, SecretBox(secret_key))
     channels = Channels(
         connect_timeout=settings.delivery_connect_timeout,
         read_timeout=settings.delivery_read_timeout,

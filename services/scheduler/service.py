@@ -79,8 +79,7 @@ class Scheduler:
     scheduler.service``) for tests; ``service.serve()`` for the process."""
 
     def __init__(self, settings: Settings) -> None:
-        if not settings.secret_key:
-            raise ValueError("TANDEM_SECRET_KEY must be set (make one with `tandem keygen`)")
+        secret_key = settings.require_secret_key()
         self.settings = settings
         self.service = Service(
             SERVICE, settings, bind=(settings.api_host, settings.api_port), bind_required=True
@@ -89,7 +88,7 @@ class Scheduler:
         self.broker = self.service.broker
         keys = Keys(settings.redis_prefix)
         self.store = SchedulerStore(
-            self.redis, keys, Vault(self.redis, keys, SecretBox(settings.secret_key))
+            self.redis, keys, Vault(self.redis, keys, SecretBox(secret_key))
         )
         self.history = NudgeHistory(self.redis, keys)
         self.subscriber = subscribe_history(self.service, self.history)
