@@ -35,7 +35,6 @@ from collections.abc import Callable
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from redis.asyncio import Redis
 
 from services.content.choosing import selection_key
 from services.content.compose import celebration_nudge, compose, summary_nudge
@@ -47,7 +46,7 @@ from shared.events import SCHEMA_VERSION, DeadLetter, NudgeReady, RitualDue
 from shared.kafka import Poison, declare_publishers, decode, guarded, make_broker, subscriber
 from shared.links import action_links
 from shared.ops import attach, kafka_redis_readiness
-from shared.redis import Keys, make_redis
+from shared.redis import Keys, StrRedis, make_redis
 from shared.settings import Settings
 
 SERVICE = "content"
@@ -147,7 +146,7 @@ def build(
     settings: Settings,
     *,
     catalog: Catalog | None = None,
-    redis: Redis | None = None,
+    redis: StrRedis | None = None,
 ) -> tuple[KafkaBroker, FastStream]:
     """The content service's broker and app, ready to ``app.run()`` (or ``async with app``).
 
