@@ -21,9 +21,11 @@ run: setup
 test: setup
 	$(BIN)/pytest -q
 
+# What CI checks before the tests: lint, formatting, and types (zero mypy errors).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy services shared tandem tests bench
 
 format: setup
 	$(BIN)/ruff check --fix .

@@ -18,7 +18,7 @@ from shared.secrets import SecretBox
 from shared.settings import Settings
 from tandem.embedded import start_broker, start_redis
 from tandem.inbox import Inbox
-from tests.notifier_support import (
+from tandem.notifier_harness import (
     Couple,
     Partner,
     make_nudge,

@@ -40,7 +40,8 @@ QUANTILE = re.compile(r"^(?P<what>.+)_p(?P<q>\d+)_(?P<unit>s|ms)$")
 def run_one(script: Path, timeout: float) -> dict[str, Any]:
     """Run ``script``; return its entry for the summary."""
     began = time.monotonic()
-    # A script's own folder heads its sys.path; the root must too, for ``tests.*`` helpers.
+    # A script's own folder heads its sys.path; the root must too, so the checkout's packages
+    # are the ones imported even without an editable install.
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     try:
         done = subprocess.run(

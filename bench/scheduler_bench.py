@@ -27,13 +27,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
-from redis.asyncio import Redis
 
 from services.scheduler.rituals import Channel, Couple, Partner, Ritual, ScheduleSpec
 from services.scheduler.store import SchedulerStore
 from shared.ids import OccurrenceId, new_id
 from shared.kafka import ensure_topics
-from shared.redis import Keys
+from shared.redis import Keys, make_redis
 from shared.secrets import SecretBox
 from shared.settings import Settings
 from shared.topics import RITUAL_DUE
@@ -136,7 +135,7 @@ async def main() -> None:
         "TANDEM_TOPIC_PARTITIONS": "6",
         "TANDEM_LOG_LEVEL": "WARNING",
     }
-    redis = Redis.from_url(redis_url, decode_responses=True)
+    redis = make_redis(settings)
     keys = Keys("bench")
     store = SchedulerStore(redis, keys, Vault(redis, keys, SecretBox(key)))
     await ensure_topics(settings)

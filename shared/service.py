@@ -37,12 +37,11 @@ from typing import Any
 import uvicorn
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
-from redis.asyncio import Redis
 
 from shared.kafka import ConsumerPolicy, ensure_topics, make_broker, publisher, subscriber
 from shared.logs import setup_logging
 from shared.ops import Check, Report, consumer_report, ops_routes, run_checks
-from shared.redis import make_redis
+from shared.redis import StrRedis, make_redis
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("tandem.service")
@@ -78,13 +77,13 @@ class Service:
         name: str,
         settings: Settings,
         *,
-        redis: Redis | None = None,
+        redis: StrRedis | None = None,
         bind: tuple[str, int] | None = None,
         bind_required: bool = False,
     ) -> None:
         self.name = name
         self.settings = settings
-        self.redis: Redis = redis if redis is not None else make_redis(settings)
+        self.redis: StrRedis = redis if redis is not None else make_redis(settings)
         self._own_redis = redis is None
         self.bind = bind
         self.bind_required = bind_required

@@ -5,15 +5,14 @@ next delivery attempt."""
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from shared.redis import Keys
+from shared.redis import Keys, StrRedis
 from shared.secrets import SecretBox
 
 
 class Vault:
-    def __init__(self, redis: Redis, keys: Keys, box: SecretBox) -> None:
+    def __init__(self, redis: StrRedis, keys: Keys, box: SecretBox) -> None:
         self.redis = redis
         self.keys = keys
         self.box = box

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -416,13 +416,39 @@ class Demo:
     first_at: str  # naive local time in the ritual's zone
 
 
+DEMO_ZONE = "Europe/Berlin"  # the demo ritual's time zone (Sam's)
+
+
 def create_demo(stack: DevStack, *, first_in: float = 40.0) -> Demo:
     """Create, through the HTTP API, a couple in two time zones whose channels point at the
     stack's inbox, and an evening check-in that fires in ``first_in`` seconds and then
     every three minutes; the inbox page follows that couple. Raises httpx.HTTPError when the
     API refuses."""
-    inbox = stack.inbox
-    couple = {
+    start = (datetime.now(ZoneInfo(DEMO_ZONE)) + timedelta(seconds=first_in)).replace(
+        tzinfo=None, microsecond=0
+    )
+    headers = {"Authorization": f"Bearer {stack.admin_token}"}
+    with httpx.Client(
+        base_url=stack.api_url, headers=headers, timeout=10.0, trust_env=False
+    ) as client:
+        created = client.post("/v1/couples", json=demo_couple(stack.inbox))
+        created.raise_for_status()
+        couple_id = created.json()["id"]
+        ritual = client.post(f"/v1/couples/{couple_id}/rituals", json=demo_ritual(start))
+        ritual.raise_for_status()
+    stack.page.follow(couple_id)
+    return Demo(
+        couple_id=couple_id,
+        couple_token=created.json()["token"],
+        ritual_id=ritual.json()["id"],
+        first_at=f"{start.isoformat(timespec='seconds')} {DEMO_ZONE}",
+    )
+
+
+def demo_couple(inbox: Inbox) -> dict[str, Any]:
+    """Sam in Berlin and Alex in New York, each with a push and an e-mail channel at
+    ``inbox``, and no quiet hours (a demo must buzz at any hour)."""
+    return {
         "name": "Sam & Alex",
         "partners": [
             {
@@ -432,7 +458,7 @@ def create_demo(stack: DevStack, *, first_in: float = 40.0) -> Demo:
                     {"url": inbox.json_url("sam-phone"), "kind": "push"},
                     {"url": inbox.mailto_url("sam@example.com"), "kind": "email"},
                 ],
-                "quiet_hours": None,  # a demo must buzz at any hour
+                "quiet_hours": None,
             },
             {
                 "name": "Alex",
@@ -445,40 +471,23 @@ def create_demo(stack: DevStack, *, first_in: float = 40.0) -> Demo:
             },
         ],
     }
-    zone = "Europe/Berlin"
-    start = (datetime.now(ZoneInfo(zone)) + timedelta(seconds=first_in)).replace(
-        tzinfo=None, microsecond=0
-    )
-    headers = {"Authorization": f"Bearer {stack.admin_token}"}
-    with httpx.Client(
-        base_url=stack.api_url, headers=headers, timeout=10.0, trust_env=False
-    ) as client:
-        created = client.post("/v1/couples", json=couple)
-        created.raise_for_status()
-        couple_id = created.json()["id"]
-        ritual = client.post(
-            f"/v1/couples/{couple_id}/rituals",
-            json={
-                "kind": "evening_checkin",
-                "title": "Evening check-in",
-                "schedule": {
-                    "rrule": "FREQ=MINUTELY;INTERVAL=3",
-                    "timezone": zone,
-                    "start": start.isoformat(timespec="seconds"),
-                },
-                "delivery": "together",
-                "rotation": None,
-                "deck": None,
-            },
-        )
-        ritual.raise_for_status()
-    stack.page.follow(couple_id)
-    return Demo(
-        couple_id=couple_id,
-        couple_token=created.json()["token"],
-        ritual_id=ritual.json()["id"],
-        first_at=f"{start.isoformat(timespec='seconds')} {zone}",
-    )
+
+
+def demo_ritual(start: datetime) -> dict[str, Any]:
+    """An evening check-in together every three minutes from ``start`` (wall time in
+    ``DEMO_ZONE``)."""
+    return {
+        "kind": "evening_checkin",
+        "title": "Evening check-in",
+        "schedule": {
+            "rrule": "FREQ=MINUTELY;INTERVAL=3",
+            "timezone": DEMO_ZONE,
+            "start": start.isoformat(timespec="seconds"),
+        },
+        "delivery": "together",
+        "rotation": None,
+        "deck": None,
+    }
 
 
 # -- the terminal front end ----------------------------------------------------------------

@@ -1,115 +1,42 @@
-"""Real infrastructure for tests.
+"""The suite's fixtures (``tests/integration/conftest.py`` adds the integration-only ones).
+Helpers live in :mod:`tests.support` (see its docstring); conftest files only register
+fixtures, so test modules never import each other or a conftest.
 
 Each integration test gets its own Kafka-protocol broker and its own Redis, started on free
-ports (the embedded broker starts in milliseconds and keeps nothing, so isolation is free).
-Point the suite at external servers instead with ``TANDEM_TEST_KAFKA_BOOTSTRAP`` and
-``TANDEM_TEST_REDIS_URL``; where a Docker daemon answers and
-``TANDEM_TEST_CONTAINERS=1`` is set, testcontainers starts Apache Kafka and Redis.
+ports; see :mod:`tests.support.infra` for using external servers or testcontainers instead.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 
 import pytest
 
-from shared.settings import Settings
-from tandem.embedded import start_broker, start_redis
 from tandem.inbox import Inbox
-
-
-@dataclass
-class Infra:
-    kafka_bootstrap: str
-    redis_url: str
-    prefix: str
-    embedded_broker: bool
-
-    def settings(self, **overrides: object) -> Settings:
-        values: dict[str, object] = {
-            "kafka_bootstrap": self.kafka_bootstrap,
-            "redis_url": self.redis_url,
-            "redis_prefix": self.prefix,
-            "kafka_idempotence": not self.embedded_broker,
-            "topic_partitions": 4,
-            "admin_token": "test-admin-token",
-            "secret_key": "x0z4PZk2cOrm9dCcZzZbZxkl7S_JHQq1zcx4Nqo1nsI=",
-        }
-        values.update(overrides)
-        return Settings(**values)  # type: ignore[arg-type]
-
-    def env(self, **overrides: object) -> dict[str, str]:
-        """Environment for a service subprocess pointed at this infrastructure."""
-        env = dict(os.environ)
-        for name, value in self.settings(**overrides).model_dump(exclude_none=True).items():
-            env[f"TANDEM_{name.upper()}"] = str(value)
-        return env
-
-
-def _containers_wanted() -> bool:
-    if os.environ.get("TANDEM_TEST_CONTAINERS") != "1":
-        return False
-    try:
-        import docker  # type: ignore[import-untyped]
-
-        docker.from_env(timeout=2).ping()
-        return True
-    except Exception:
-        return False
+from tests.support.infra import Infra, containers_wanted, provide, started_containers
 
 
 @pytest.fixture(scope="session")
 def _containers() -> Iterator[tuple[str, str] | None]:
-    if not _containers_wanted():
+    if not containers_wanted():
         yield None
         return
-    from testcontainers.kafka import KafkaContainer  # type: ignore[import-untyped]
-    from testcontainers.redis import RedisContainer  # type: ignore[import-untyped]
-
-    with KafkaContainer().with_kraft() as kafka, RedisContainer() as redis:
-        host = redis.get_container_host_ip()
-        yield kafka.get_bootstrap_server(), f"redis://{host}:{redis.get_exposed_port(6379)}/0"
-
-
-@contextmanager
-def _provide(containers: tuple[str, str] | None) -> Iterator[Infra]:
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    kafka = os.environ.get("TANDEM_TEST_KAFKA_BOOTSTRAP")
-    redis_url = os.environ.get("TANDEM_TEST_REDIS_URL")
-    if containers is not None:
-        kafka, redis_url = kafka or containers[0], redis_url or containers[1]
-    started = []
-    embedded_broker = not kafka
-    if not kafka:
-        broker = start_broker()
-        started.append(broker)
-        kafka = f"127.0.0.1:{broker.port}"
-    if not redis_url:
-        redis = start_redis()
-        started.append(redis)
-        redis_url = f"redis://127.0.0.1:{redis.port}/0"
-    try:
-        yield Infra(kafka, redis_url, prefix, embedded_broker=embedded_broker)
-    finally:
-        for process in started:
-            process.stop()
+    with started_containers() as servers:
+        yield servers
 
 
 @pytest.fixture
 def infra(_containers: tuple[str, str] | None) -> Iterator[Infra]:
-    """A broker and a Redis for one test; see the module docstring for where they come from."""
-    with _provide(_containers) as provided:
+    """A broker and a Redis for one test; see :mod:`tests.support.infra` for where they come
+    from."""
+    with provide(_containers) as provided:
         yield provided
 
 
 @pytest.fixture(scope="module")
 def module_infra(_containers: tuple[str, str] | None) -> Iterator[Infra]:
     """Like ``infra``, shared by the tests of one module (each still uses its own data)."""
-    with _provide(_containers) as provided:
+    with provide(_containers) as provided:
         yield provided
 
 

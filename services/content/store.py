@@ -23,11 +23,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from services.content.choosing import Choice, DeckHistory, choose
 from services.content.decks import Deck, DeckPrompt
-from shared.redis import Keys
+from shared.redis import Keys, StrRedis
 
 CHOICE_TTL = 30 * 86400
 # A couple's place in a deck outlives any cadence (quarterly included) but not abandonment.
@@ -85,7 +83,7 @@ class ContentStore:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: StrRedis,
         keys: Keys,
         *,
         choice_ttl: int = CHOICE_TTL,

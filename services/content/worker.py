@@ -32,8 +32,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from redis.asyncio import Redis
-
 from services.content.choosing import selection_key
 from services.content.compose import celebration_nudge, compose, summary_nudge
 from services.content.decks import DECKLESS_KINDS, Catalog, default_deck, load_catalog
@@ -43,7 +41,7 @@ from shared import topics
 from shared.events import NudgeReady, RitualDue
 from shared.kafka import Poison
 from shared.links import action_links
-from shared.redis import Keys
+from shared.redis import Keys, StrRedis
 from shared.service import Service
 from shared.settings import Settings
 
@@ -119,7 +117,7 @@ def build(
     settings: Settings,
     *,
     catalog: Catalog | None = None,
-    redis: Redis | None = None,
+    redis: StrRedis | None = None,
 ) -> Service:
     """The content service, ready to ``serve()`` (or ``async with``).
 

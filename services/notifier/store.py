@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from redis.asyncio import Redis
 
 from shared.events import DeliveryAttempt, NudgeReady
-from shared.redis import Keys
+from shared.redis import Keys, StrRedis
 
 SENT_TTL = 7 * 86400
 
@@ -140,7 +139,7 @@ def now_ms() -> int:
 
 
 class NotifierStore:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: StrRedis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
         self._due = keys("notifier", "due")

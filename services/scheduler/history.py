@@ -10,18 +10,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from redis.asyncio import Redis
-
 from services.scheduler.answers import completion
 from shared.events import NudgeDelivered, NudgeFailed, NudgeReady
-from shared.redis import Keys
+from shared.redis import Keys, StrRedis
 
 KEEP = 500
 TTL_SECONDS = 90 * 86400
 
 
 class NudgeHistory:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: StrRedis, keys: Keys) -> None:
         self.redis = redis
         self.k = keys
 
@@ -40,7 +38,8 @@ class NudgeHistory:
     ) -> None:
         entry = self._entry(couple_id, occurrence_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(entry, mapping=fields)
+            # items(): redis-py types ``mapping`` keys invariantly, so dict[str, str] is refused
+            pipe.hset(entry, mapping=dict(fields.items()))
             pipe.expire(entry, TTL_SECONDS)
             if scheduled is not None:
                 pipe.zadd(self._index(couple_id), {occurrence_id: scheduled})

@@ -27,11 +27,9 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from services.scheduler.goals import Goal
 from services.scheduler.rituals import Couple, Ritual
-from shared.redis import Keys
+from shared.redis import Keys, StrRedis
 from shared.vault import Vault
 
 _CLAIM = """
@@ -131,7 +129,7 @@ def _score(value: float) -> str:
 
 
 class SchedulerStore:
-    def __init__(self, redis: Redis, keys: Keys, vault: Vault) -> None:
+    def __init__(self, redis: StrRedis, keys: Keys, vault: Vault) -> None:
         self.redis = redis
         self.k = keys
         self.vault = vault

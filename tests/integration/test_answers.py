@@ -14,8 +14,8 @@ from services.scheduler.firing import Firer
 from shared import links
 from shared.ids import OccurrenceId, slot_key
 from shared.topics import RITUAL_DUE
-from tests.integration.scheduler_helpers import ADMIN, couple_body, running_scheduler
-from tests.kafka_helpers import TopicReader
+from tests.support.kafka import TopicReader
+from tests.support.scheduler import ADMIN, couple_body, running_scheduler
 
 
 @pytest.fixture(scope="module")
@@ -302,10 +302,12 @@ async def test_calendar_feed_parses_back_with_rules_and_zones(infra, running) ->
     answer = await api.get(f"/v1/couples/{couple['id']}/calendar.ics", headers=token)
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/calendar")
     cal = icalendar.Calendar.from_ical(answer.content)
-    events = {e["uid"]: e for e in cal.walk("VEVENT")}
+    events = {str(e["uid"]): e for e in cal.walk("VEVENT")}
     assert len(events) == 3
     daily = events[f"{ritual['id']}@tandem"]
-    assert daily["rrule"]["FREQ"] == ["DAILY"] and daily["rrule"]["BYHOUR"] == [7]
+    rrule = daily["rrule"]
+    assert isinstance(rrule, icalendar.vRecur)
+    assert rrule["FREQ"] == ["DAILY"] and rrule["BYHOUR"] == [7]
     start = daily.decoded("dtstart")
     assert str(start.tzinfo) == "Europe/Berlin" and (start.hour, start.minute) == (7, 0)
     assert {str(tz["tzid"]) for tz in cal.walk("VTIMEZONE")} >= {"Europe/Berlin"}

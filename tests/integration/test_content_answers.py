@@ -7,19 +7,10 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from datetime import date
 
-from services.content.worker import build
 from shared.events import NudgeReady, WeeklySummary
 from shared.links import ACTIONS, verify
-from tests.integration.test_content_worker import (
-    CATALOG,
-    SAM,
-    Bus,
-    bus,  # noqa: F401  (the fixture)
-    history_used,
-    local_pair,
-    recipient,
-    together,
-)
+from tests.support.content import SAM, local_pair, recipient, together
+from tests.support.content_worker import Bus, history_used, start_workers
 
 PUBLIC = "https://tandem.example"
 
@@ -38,12 +29,7 @@ def assert_links(nudge: NudgeReady, key: str) -> None:
         assert PUBLIC not in message.body  # the links ride beside the lock-screen text
 
 
-async def start_worker(stack: AsyncExitStack, on: Bus) -> None:
-    settings = on.settings.model_copy(update={"public_url": PUBLIC})
-    await stack.enter_async_context(build(settings, catalog=CATALOG))
-
-
-async def test_links_and_a_snooze_that_reads_its_originals_prompt(bus: Bus) -> None:  # noqa: F811
+async def test_links_and_a_snooze_that_reads_its_originals_prompt(bus: Bus) -> None:
     """One test, one broker: the links on a ritual nudge, then its snooze, a celebration, a
     summary (and one without its numbers, dead-lettered) and the next occurrence, with the
     deck moved once per original only."""
@@ -77,7 +63,7 @@ async def test_links_and_a_snooze_that_reads_its_originals_prompt(bus: Bus) -> N
         }
     )
     async with AsyncExitStack() as stack:
-        await start_worker(stack, bus)
+        await start_workers(stack, bus.settings.model_copy(update={"public_url": PUBLIC}))
         for event in (original, alex_local, sam_local):
             await bus.send(event)
         await bus.wait(lambda: len(bus.of("cpl_snooze")) == 3, "the originals")

@@ -6,17 +6,17 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
 
 from services.content.decks import load_catalog
 from services.content.store import ContentStore
-from shared.redis import Keys, make_redis
+from shared.redis import Keys, StrRedis, make_redis
+from tests.support.infra import Infra
 
 CATALOG = load_catalog()
 
 
 @pytest.fixture
-async def clients(infra) -> AsyncIterator[list[Redis]]:  # type: ignore[no-untyped-def]
+async def clients(infra: Infra) -> AsyncIterator[list[StrRedis]]:
     settings = infra.settings()
     made = [make_redis(settings) for _ in range(4)]
     try:
@@ -26,11 +26,11 @@ async def clients(infra) -> AsyncIterator[list[Redis]]:  # type: ignore[no-untyp
             await client.aclose()
 
 
-def stores(clients: list[Redis], prefix: str = "t") -> list[ContentStore]:
+def stores(clients: list[StrRedis], prefix: str = "t") -> list[ContentStore]:
     return [ContentStore(c, Keys(prefix)) for c in clients]
 
 
-async def test_a_key_is_chosen_once_and_remembered(clients: list[Redis]) -> None:
+async def test_a_key_is_chosen_once_and_remembered(clients: list[StrRedis]) -> None:
     store = stores(clients)[0]
     deck = CATALOG.get("weekly-questions")
     assert deck is not None
@@ -42,7 +42,7 @@ async def test_a_key_is_chosen_once_and_remembered(clients: list[Redis]) -> None
     assert 29 * 86400 < ttl <= 30 * 86400
 
 
-async def test_replicas_racing_agree_and_never_repeat(clients: list[Redis]) -> None:
+async def test_replicas_racing_agree_and_never_repeat(clients: list[StrRedis]) -> None:
     """Four "replicas" each handle both partners' occurrences of 12 couple days at once."""
     deck = CATALOG.get("six-second-kiss")
     assert deck is not None and len(deck.prompts) == 10
@@ -69,7 +69,7 @@ async def test_replicas_racing_agree_and_never_repeat(clients: list[Redis]) -> N
     assert len(set(chosen)) >= 10
 
 
-async def test_couples_and_decks_do_not_share_history(clients: list[Redis]) -> None:
+async def test_couples_and_decks_do_not_share_history(clients: list[StrRedis]) -> None:
     store = stores(clients)[0]
     kiss, hug = CATALOG.get("six-second-kiss"), CATALOG.get("twenty-second-hug")
     assert kiss is not None and hug is not None

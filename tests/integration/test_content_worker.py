@@ -2,175 +2,20 @@
 
 The worker runs in-process (``async with build(...)``); the test publishes ``ritual.due``
 records with a plain aiokafka producer and reads ``nudge.ready`` and ``ritual.due.dlq`` with
-its own consumer group. Every wait polls for a condition with a generous deadline.
+its own consumer group (the ``bus`` fixture, :class:`tests.support.content_worker.Bus`). Every
+wait polls for a condition with a generous deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
-import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
-from services.content.decks import load_catalog
-from services.content.store import ContentStore
-from services.content.worker import build
 from shared import topics
-from shared.events import DeadLetter, NudgeReady, PartnerInfo, Recipient, RitualDue
-from shared.ids import OccurrenceId
-from shared.kafka import ensure_topics
-from shared.redis import Keys, make_redis
-from shared.settings import Settings
-
-TIMEOUT = 30.0
-BERLIN, NEW_YORK = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")
-ALEX = PartnerInfo(id="p_alex", name="Alex", timezone="Europe/Berlin")
-SAM = PartnerInfo(id="p_sam", name="Sam", timezone="America/New_York")
-CATALOG = load_catalog()
-
-
-def recipient(p: PartnerInfo) -> Recipient:
-    return Recipient(id=p.id, name=p.name, timezone=p.timezone, channels=[])
-
-
-def together(couple: str, n: int, *, kind: str = "weekly_questions", **kw: object) -> RitualDue:
-    """The ``n``-th weekly occurrence of a together ritual of ``couple``."""
-    at = datetime(2026, 11, 2, 20, tzinfo=UTC) + timedelta(weeks=n)
-    base: dict[str, object] = dict(
-        occurrence_id=str(OccurrenceId(f"rit_{couple}", at)),
-        couple_id=couple,
-        couple_name="Alex & Sam",
-        ritual_id=f"rit_{couple}",
-        kind=kind,
-        title="Weekly questions",
-        delivery="together",
-        scheduled_for=at,
-        wall_time=at.astimezone(BERLIN).replace(tzinfo=None),
-        ordinal=n,
-        partners=[ALEX, SAM],
-        recipients=[recipient(ALEX), recipient(SAM)],
-    )
-    base.update(kw)
-    return RitualDue.model_validate(base)
-
-
-def local_pair(couple: str, day: int) -> tuple[RitualDue, RitualDue]:
-    """Alex's (Berlin) and Sam's (New York) 07:30 morning kiss on one couple day."""
-    out = []
-    for partner, zone in ((ALEX, BERLIN), (SAM, NEW_YORK)):
-        wall = datetime(2026, 11, 23, 7, 30) + timedelta(days=day)
-        at = wall.replace(tzinfo=zone).astimezone(UTC)
-        out.append(
-            RitualDue(
-                occurrence_id=str(OccurrenceId(f"rit_k_{couple}", at, partner.id)),
-                couple_id=couple,
-                couple_name="Alex & Sam",
-                ritual_id=f"rit_k_{couple}",
-                kind="morning_kiss",
-                title="Six-second kiss",
-                delivery="local",
-                scheduled_for=at,
-                wall_time=wall,
-                ordinal=day,
-                partners=[ALEX, SAM],
-                recipients=[recipient(partner)],
-            )
-        )
-    return out[0], out[1]
-
-
-class Bus:
-    """A producer for ``ritual.due`` and a consumer of what the worker emits."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        servers = settings.kafka_bootstrap.split(",")
-        self.producer = AIOKafkaProducer(bootstrap_servers=servers, enable_idempotence=False)
-        self.consumer = AIOKafkaConsumer(
-            topics.NUDGE_READY,
-            topics.dlq(topics.RITUAL_DUE),
-            bootstrap_servers=servers,
-            group_id=f"test-{uuid.uuid4().hex[:8]}",
-            auto_offset_reset="earliest",
-        )
-        self.nudges: list[NudgeReady] = []
-        self.dead: list[DeadLetter] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        await self.producer.start()
-        await self.consumer.start()
-        self._task = asyncio.create_task(self._collect())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self.consumer.stop()
-        await self.producer.stop()
-
-    async def _collect(self) -> None:
-        async for record in self.consumer:
-            if record.topic == topics.NUDGE_READY:
-                self.nudges.append(NudgeReady.model_validate_json(record.value))
-            else:
-                self.dead.append(DeadLetter.model_validate_json(record.value))
-
-    async def send(
-        self, event: RitualDue | bytes, *, key: str = "cpl", partition: int | None = None
-    ) -> None:
-        value = event if isinstance(event, bytes) else event.model_dump_json().encode()
-        if isinstance(event, RitualDue):
-            key = event.couple_id
-        await self.producer.send_and_wait(
-            topics.RITUAL_DUE, value, key=key.encode(), partition=partition
-        )
-
-    def of(self, couple: str) -> list[NudgeReady]:
-        return [n for n in self.nudges if n.couple_id == couple]
-
-    async def wait(self, condition: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + TIMEOUT
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"timed out waiting for {what}: {len(self.nudges)} nudges, "
-                    f"{[d.reason for d in self.dead]} dead letters"
-                )
-            await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def bus(infra) -> AsyncIterator[Bus]:  # type: ignore[no-untyped-def]
-    settings = infra.settings()
-    await ensure_topics(settings)
-    b = Bus(settings)
-    await b.start()
-    try:
-        yield b
-    finally:
-        await b.stop()
-
-
-async def start_workers(stack: AsyncExitStack, settings: Settings, n: int = 1) -> None:
-    for _ in range(n):
-        await stack.enter_async_context(build(settings, catalog=CATALOG))
-
-
-async def history_used(settings: Settings, couple: str, deck: str) -> frozenset[str]:
-    redis = make_redis(settings)
-    try:
-        store = ContentStore(redis, Keys(settings.redis_prefix))
-        return (await store.history(couple, deck)).used
-    finally:
-        await redis.aclose()
+from tests.support.content import local_pair, together
+from tests.support.content_worker import CATALOG, Bus, history_used, start_workers
 
 
 async def test_no_repeats_and_levels_in_order(bus: Bus) -> None:

@@ -19,7 +19,7 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -200,10 +200,10 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def dev_runs() -> list[Dev]:
+def dev_runs() -> Iterator[list[Dev]]:
     """Every Dev a test started; whatever a failed test left running is killed."""
     runs: list[Dev] = []
-    yield runs  # type: ignore[misc]
+    yield runs
     for run in runs:
         run.kill()
 

@@ -15,9 +15,9 @@ import pytest
 
 from shared.topics import NUDGE_DELIVERED
 from tandem.embedded import free_port, wait_for_port
-from tests.integration.processes import SERVICES, running_services
-from tests.integration.scheduler_helpers import ADMIN, couple_body
-from tests.kafka_helpers import TopicReader
+from tests.support.kafka import TopicReader
+from tests.support.processes import SERVICES, running_services
+from tests.support.scheduler import ADMIN, couple_body
 
 pytestmark = pytest.mark.e2e
 

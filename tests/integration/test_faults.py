@@ -56,14 +56,14 @@ from shared.kafka import ensure_topics
 from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY, RITUAL_DUE, dlq
 from tandem.embedded import Process, free_port, start_broker, start_redis, wait_for_port
 from tandem.inbox import Fault, Inbox, Received
-from tests.conftest import Infra
-from tests.integration.scheduler_helpers import ADMIN
-from tests.kafka_helpers import TopicReader
+from tests.support.infra import Infra
+from tests.support.kafka import TopicReader
+from tests.support.processes import SERVICES
+from tests.support.scheduler import ADMIN
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("scheduler", "content", "notifier")
 # Fast failure handling so a test's recovery takes seconds: a killed scheduler's leased
 # tracks and outbox entries come back after 3 s; a failed send is retried within a second.
 FAST: dict[str, object] = {

@@ -26,8 +26,8 @@ from shared.kafka import publisher
 from shared.settings import Settings
 from tandem.embedded import free_port, start_redis
 from tandem.inbox import Inbox
-from tests.notifier_support import Couple, Partner, make_nudge, store_couple
-from tests.unit.content_events import ritual_due
+from tandem.notifier_harness import Couple, Partner, make_nudge, store_couple
+from tests.support.content import ritual_due
 
 SECRET = "x0z4PZk2cOrm9dCcZzZbZxkl7S_JHQq1zcx4Nqo1nsI="
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from shared.links import action_links, verify
 from tandem.inbox import Inbox
-from tests.integration.test_notifier_delivery import fast, received
-from tests.notifier_support import (
+from tandem.notifier_harness import (
     Couple,
     Partner,
     make_nudge,
@@ -15,6 +14,7 @@ from tests.notifier_support import (
     store_couple,
     watching,
 )
+from tests.support.notifier import fast, received
 
 PUBLIC = "https://tandem.example"
 

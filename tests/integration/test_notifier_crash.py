@@ -24,7 +24,7 @@ from pathlib import Path
 
 from shared.kafka import ensure_topics
 from tandem.inbox import Fault, Inbox
-from tests.notifier_support import Couple, Partner, make_nudge, publish_nudges, store_couple
+from tandem.notifier_harness import Couple, Partner, make_nudge, publish_nudges, store_couple
 
 ROOT = Path(__file__).resolve().parents[2]
 COUPLES = 6

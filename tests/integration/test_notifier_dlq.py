@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tandem.dlq import list_dead_letters, read_dead_letters, replay
 from tandem.inbox import Fault, Inbox
-from tests.notifier_support import (
+from tandem.notifier_harness import (
     Couple,
     Partner,
     make_nudge,

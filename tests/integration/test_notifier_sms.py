@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from tandem.inbox import Fault, Inbox
-from tests.integration.test_notifier_delivery import fast
-from tests.notifier_support import (
+from tandem.notifier_harness import (
     Couple,
     Partner,
     make_nudge,
@@ -15,6 +14,7 @@ from tests.notifier_support import (
     store_couple,
     watching,
 )
+from tests.support.notifier import fast
 
 SAM_PHONE = "+15551110001"
 ALEX_PHONE = "+15551110002"

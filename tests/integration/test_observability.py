@@ -20,8 +20,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from tandem.embedded import free_port, wait_for_port
-from tests.integration.processes import SERVICES, running_services
-from tests.integration.scheduler_helpers import ADMIN, couple_body
+from tests.support.processes import SERVICES, running_services
+from tests.support.scheduler import ADMIN, couple_body
 
 pytestmark = pytest.mark.e2e
 

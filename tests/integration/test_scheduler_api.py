@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from shared.topics import RITUAL_DUE
-from tests.integration.scheduler_helpers import ADMIN, couple_body, running_scheduler
-from tests.kafka_helpers import TopicReader
+from tests.support.kafka import TopicReader
+from tests.support.scheduler import ADMIN, couple_body, running_scheduler
 
 
 @pytest.fixture(scope="module")

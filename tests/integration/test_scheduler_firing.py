@@ -9,22 +9,20 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from redis.asyncio import Redis
-
 from services.scheduler import rituals
 from services.scheduler.firing import Firer
 from services.scheduler.rituals import Channel, Couple, Partner, Ritual, ScheduleSpec
 from services.scheduler.service import Scheduler
 from services.scheduler.store import SchedulerStore
 from shared.ids import OccurrenceId, new_id
-from shared.redis import Keys
+from shared.redis import Keys, make_redis
 from shared.secrets import SecretBox
 from shared.settings import Settings
 from shared.topics import RITUAL_DUE, RITUAL_MISSED
 from shared.vault import Vault
 from tandem.embedded import free_port, wait_for_port
-from tests.integration.scheduler_helpers import ADMIN, couple_body, running_scheduler
-from tests.kafka_helpers import TopicReader
+from tests.support.kafka import TopicReader
+from tests.support.scheduler import ADMIN, couple_body, running_scheduler
 
 
 async def test_one_off_fires_once_at_its_instant(infra) -> None:
@@ -203,7 +201,7 @@ def _spawn(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
 
 
 def _store(settings: Settings) -> SchedulerStore:
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    redis = make_redis(settings)
     keys = Keys(settings.redis_prefix)
     return SchedulerStore(redis, keys, Vault(redis, keys, SecretBox(settings.secret_key or "")))
 

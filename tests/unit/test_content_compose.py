@@ -7,7 +7,7 @@ import pytest
 from services.content.compose import BODY_MAX, ELLIPSIS, TITLE_MAX, clip, compose
 from services.content.decks import DECK_KINDS, Deck, DeckPrompt, default_deck, load_catalog
 from shared.events import PartnerInfo, RitualDue
-from tests.unit.content_events import SAM, recipient, ritual_due
+from tests.support.content import SAM, recipient, ritual_due
 
 CATALOG = load_catalog()
 TITLES = {

@@ -44,7 +44,8 @@ def test_a_good_deck_parses() -> None:
     deck = parse_deck(GOOD, Path("tiny.yaml"))
     assert deck.id == "tiny"
     assert [p.id for p in deck.prompts] == ["a", "b"]
-    assert deck.prompt("b") is not None and deck.prompt("b").simplified == "2nd?"
+    b = deck.prompt("b")
+    assert b is not None and b.simplified == "2nd?"
 
 
 def test_duplicate_prompt_id_points_at_the_duplicate() -> None:

@@ -20,7 +20,7 @@ from services.content.worker import Content
 from shared.events import RitualDue, RitualKept, WeeklySummary
 from shared.kafka import Poison
 from shared.links import ACTIONS, verify
-from tests.unit.content_events import SAM, recipient, ritual_due
+from tests.support.content import SAM, recipient, ritual_due
 
 CATALOG = load_catalog()
 KEY = "test-secret"
@@ -156,13 +156,12 @@ def weekly(**kw: object) -> RitualDue:
     )
     fields: dict[str, object] = dict(
         occurrence_id="rit_w@20261122T180000Z",
-        kind="weekly_summary",
         purpose="summary",
         title="Weekly summary",
         summary=summary,
     )
     fields.update(kw)
-    return due(**fields)
+    return due(str(fields.pop("kind", "weekly_summary")), **fields)
 
 
 def test_summary_reads_the_week() -> None:

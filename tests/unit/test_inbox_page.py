@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from tandem.inbox import Received
-from tandem.inbox_page import build_state, channel_of, owner_of, scheduled_for
+import httpx
+
+from tandem.inbox import Inbox, Received
+from tandem.inbox_page import InboxPage, build_state, channel_of, owner_of, scheduled_for
 
 PARTNERS = [
     {
@@ -93,3 +95,16 @@ def test_unknown_addresses_get_their_own_phone_and_upcoming_names_partners() -> 
     assert occurrence["planner"] == "Alex"
     assert [t["partner"] for t in occurrence["times"]] == ["Sam", "Alex"]
     assert build_state(received, None, [], [])["couple"] is None
+
+
+async def test_the_page_and_its_files_are_served_from_the_package() -> None:
+    transport = httpx.ASGITransport(app=InboxPage(Inbox()).app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://inbox") as client:
+        page, css, js = [await client.get(path) for path in ("/", "/inbox.css", "/inbox.js")]
+    assert [r.status_code for r in (page, css, js)] == [200, 200, 200]
+    assert page.headers["content-type"].startswith("text/html")
+    assert css.headers["content-type"].startswith("text/css")
+    assert js.headers["content-type"].startswith("text/javascript")
+    assert all(r.headers["cache-control"] == "no-store" for r in (page, css, js))
+    assert 'href="inbox.css"' in page.text and 'src="inbox.js"' in page.text
+    assert ".phone" in css.text and 'fetch("state.json"' in js.text

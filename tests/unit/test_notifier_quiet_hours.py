@@ -7,8 +7,8 @@ NIGHT = QuietHours(start=time(23, 0), end=time(7, 0))
 LUNCH = QuietHours(start=time(12, 0), end=time(13, 0))
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def partner(pid: str, tz: str = "UTC", qh: QuietHours | None = None) -> Recipient:

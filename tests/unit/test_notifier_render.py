@@ -82,7 +82,7 @@ def test_buttons_reach_the_ntfy_plugin_byte_for_byte_and_no_other() -> None:
     header = ntfy_actions({**LINKS, "done": "https://x/a/b%2Fc"})  # survives no unquoting
     ntfy = channels._instantiate("ntfy://user:pass@127.0.0.1:8090/sam?priority=high", header)
     assert ntfy is not None and ntfy._NotifyNtfy__actions == header  # type: ignore[attr-defined]
-    assert ntfy.priority == "high"  # the rest of the URL is read as usual
+    assert ntfy.priority == "high"  # type: ignore[attr-defined]  # the rest of the URL as usual
     theirs = channels._instantiate("ntfy://127.0.0.1/sam?actions=view,Open,https://y", header)
     assert theirs is not None
     assert theirs._NotifyNtfy__actions == "view,Open,https://y"  # type: ignore[attr-defined]

@@ -1,4 +1,5 @@
-"""Shared set-up for scheduler tests: an in-process replica and couple payloads."""
+"""Scheduler tests' set-up: an in-process replica with an HTTP client, couple payloads for
+its API and the admin header that API wants."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import httpx
 
 from services.scheduler.service import Scheduler
 from shared.settings import Settings
+from tests.support.infra import TEST_ADMIN_TOKEN
 
-ADMIN = {"Authorization": "Bearer test-admin-token"}
+ADMIN = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
 
 
 def couple_body(

@@ -1,6 +1,12 @@
-"""Test support for the notifier: build couples and nudges by hand, run a notifier in
-process, and watch what it publishes. Used by the notifier's tests and benchmark; nothing
-here runs in production."""
+"""Drive a notifier by hand, without a scheduler or a content service: build couples and
+``nudge.ready`` events, write the couple's channels to the vault, publish, run a notifier in
+this event loop and collect what it publishes.
+
+The notifier's tests and ``bench/notifier_bench.py`` both use this, and a benchmark must not
+import test code, so it lives here, beside the other developer tooling of the ``tandem``
+package (the embedded broker and Redis, the inbox sinks, the dev runner), rather than under
+``tests/``. The services never import it.
+"""
 
 from __future__ import annotations
 

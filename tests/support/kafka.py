@@ -1,4 +1,4 @@
-"""Test helpers for reading what services put on Kafka."""
+"""Reading what services put on Kafka."""
 
 from __future__ import annotations
 
