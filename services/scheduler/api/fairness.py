@@ -8,7 +8,9 @@ the routes that add things ask the same :class:`Fair` whether there is room:
   (``TANDEM_MAX_GOALS_PER_COUPLE``): 409 with the reason;
 * channels per partner (``TANDEM_MAX_CHANNELS_PER_PARTNER``): 422 naming the list;
 * requests per token (``TANDEM_RATE_LIMIT``, ``TANDEM_ADMIN_RATE_LIMIT``): 429 with
-  ``Retry-After``. A request without a bearer token is counted by its client address.
+  ``Retry-After``. A request without a bearer token is counted by the credential it carries
+  (a calendar feed's ``feed``, an action link's token), else by its client address.
+  ``/healthz`` and ``/readyz`` are never limited.
 """
 
 from __future__ import annotations
@@ -62,15 +64,18 @@ class RateLimits:
     async def check(self, request: Request, admin_token: str | None) -> None:
         """Count one request of its caller; 429 with ``Retry-After`` once over the limit."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and token:
-            admin = bool(admin_token) and hmac.compare_digest(
-                token.encode(), (admin_token or "").encode()
-            )
-            item = self.admin if admin else self.couple
-            # Never the token itself in a Redis key: a digest of it.
-            who = "tok:" + hashlib.sha256(token.encode()).hexdigest()[:24]
+        if scheme.lower() != "bearer":
+            token = ""
+        # Without a bearer token, the credential the request carries: a calendar feed's
+        # ``feed`` or an action link's token (many couples may share one proxy's address).
+        credential = token or request.query_params.get("feed") or request.path_params.get("token")
+        item = self.couple
+        if token and admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
+            item = self.admin
+        if credential:
+            # Never the credential itself in a Redis key: a digest of it.
+            who = "tok:" + hashlib.sha256(credential.encode()).hexdigest()[:24]
         else:
-            item = self.couple
             who = "ip:" + (request.client.host if request.client else "unknown")
         if await self.limiter.hit(item, who):
             return

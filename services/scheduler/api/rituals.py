@@ -148,8 +148,8 @@ def _check_deck(catalog: Catalog, kind: str, deck_id: str | None) -> None:
         return
     fitting = sorted(i for i, d in catalog.decks.items() if d.suits(kind))
     listed = ", ".join(fitting[:5]) + (", …" if len(fitting) > 5 else "")
-    said = "unknown deck" if deck is None else f"deck {deck_id!r} is not for {kind} rituals;"
-    raise Invalid(["body", "deck"], f"{said} decks for {kind}: {listed}")
+    said = f"no deck {deck_id!r}" if deck is None else f"deck {deck_id!r} is not for {kind}"
+    raise Invalid(["body", "deck"], f"{said}; decks for {kind}: {listed}")
 
 
 async def _check(couple: Couple, ritual: Ritual, now: datetime) -> None:

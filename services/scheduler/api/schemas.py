@@ -70,7 +70,7 @@ def _visible(*chars: str) -> bool:
 
 
 def _name(char: str) -> str:
-    return f"U+{ord(char):04X} ({unicodedata.name(char, 'unnamed')})"
+    return f"U+{ord(char):04X} ({unicodedata.name(char, 'a control character')})"
 
 
 # A name or title people read (couple, partners, ritual, goal): trimmed of spaces, not
@@ -183,7 +183,7 @@ class ScheduleIn(Body):
     start: WindowedDatetime | None = None
     at: WindowedAwareDatetime | None = None
     exdates: list[WindowedDatetime] = Field(default_factory=list, max_length=500)
-    grace_seconds: float | None = Field(default=None, ge=0, le=30 * 86400)
+    grace_seconds: float | None = Field(default=None, ge=0, le=30 * 86400, allow_inf_nan=False)
 
     @field_validator("start")
     @classmethod
