@@ -187,6 +187,13 @@ CASES: list[Case] = [
     ),
     Case("at 2101", "POST", RITUALS, ritual(schedule={"at": "2101-01-01T00:00:00Z"}), expect="at"),
     Case(
+        "until 9999",
+        "POST",
+        RITUALS,
+        schedule(rrule="FREQ=DAILY;UNTIL=99991231T235959"),
+        expect="rrule",
+    ),
+    Case(
         "exdate 1900", "POST", RITUALS, schedule(exdates=["1900-01-01T07:00:00"]), expect="exdates"
     ),
     Case(

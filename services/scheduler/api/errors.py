@@ -41,8 +41,8 @@ async def answer_validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": errors}, status_code=422)
 
 
-def _too_large() -> JSONResponse:
-    detail = {"loc": ["body"], "msg": f"body over {MAX_BODY_BYTES} bytes", "type": "too_large"}
+def _too_large(limit: int) -> JSONResponse:
+    detail = {"loc": ["body"], "msg": f"body over {limit} bytes", "type": "too_large"}
     return JSONResponse({"detail": [detail]}, status_code=413)
 
 
@@ -65,7 +65,7 @@ class BodyLimit:
             return
         length = Headers(scope=scope).get("content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
-            await _too_large()(scope, receive, send)
+            await _too_large(self.limit)(scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -76,7 +76,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
-                await _too_large()(scope, receive, send)
+                await _too_large(self.limit)(scope, receive, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

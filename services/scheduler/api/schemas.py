@@ -126,6 +126,9 @@ WindowedDatetime = Annotated[datetime, AfterValidator(_in_window)]
 WindowedAwareDatetime = Annotated[AwareDatetime, AfterValidator(_in_window)]
 
 
+_UNTIL = re.compile(r"UNTIL=(\d{4})", re.IGNORECASE)
+
+
 def _quarter_in_window(value: str) -> str:
     low, high = DATE_WINDOW
     if not low.year <= int(value[:4]) <= high.year:
@@ -184,6 +187,15 @@ class ScheduleIn(Body):
     at: WindowedAwareDatetime | None = None
     exdates: list[WindowedDatetime] = Field(default_factory=list, max_length=500)
     grace_seconds: float | None = Field(default=None, ge=0, le=30 * 86400, allow_inf_nan=False)
+
+    @field_validator("rrule")
+    @classmethod
+    def _until_in_window(cls, value: str | None) -> str | None:
+        until = _UNTIL.search(value or "")
+        low, high = DATE_WINDOW
+        if until and not low.year <= int(until.group(1)) <= high.year:
+            raise ValueError(f"UNTIL must be between {low.date()} and {high.date()}")
+        return value
 
     @field_validator("start")
     @classmethod
