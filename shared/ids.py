@@ -17,6 +17,7 @@ occurrence, so :meth:`OccurrenceId.parse` rejects it.
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -35,6 +36,12 @@ _SEPARATORS = ("@", "/", "~")
 def new_id(prefix: str) -> str:
     """A random, URL-safe id such as ``cpl_3kq9x2m4v7ab``, typed by its prefix."""
     return f"{prefix}_{secrets.token_hex(6)}"
+
+
+def id_pattern(prefix: str) -> re.Pattern[str]:
+    """What :func:`new_id` makes for ``prefix``: checked before an id from outside reaches
+    a Redis key, so no id can collide with the key layout."""
+    return re.compile(rf"{prefix}_[0-9a-f]{{12}}")
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,16 @@ class Settings(BaseSettings):
     public_url: str | None = None
     # Fernet key (urlsafe base64, 32 bytes) that encrypts channel URLs at rest.
     secret_key: str | None = None
+    # Limits and fairness (see the README's "Input rules"). Caps answer 409 (rituals,
+    # goals) or 422 (channels) with the reason.
+    max_rituals_per_couple: int = Field(default=20, ge=1)
+    max_goals_per_couple: int = Field(default=50, ge=1)
+    max_channels_per_partner: int = Field(default=5, ge=1, le=20)
+    # Requests per bearer token (or per client address without one), a moving window kept
+    # in Redis, in the `limits` notation ("120/minute", "5/second"). Empty rate_limit: no
+    # rate limit. Over it: 429 with Retry-After.
+    rate_limit: str = "120/minute"
+    admin_rate_limit: str = "1200/minute"
 
     # Scheduler
     scheduler_tick_seconds: float = Field(default=0.5, gt=0)

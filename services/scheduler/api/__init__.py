@@ -12,8 +12,10 @@ from collections.abc import Callable
 import apprise
 from fastapi import FastAPI
 
+from services.content.decks import Catalog, load_catalog
 from services.scheduler.api import answers, couples, errors, feeds, goals, nudges, ops, rituals
 from services.scheduler.api.deps import Readiness
+from services.scheduler.api.fairness import RateLimits
 from services.scheduler.history import NudgeHistory
 from services.scheduler.keeping import Keeping
 from services.scheduler.store import SchedulerStore
@@ -30,9 +32,12 @@ def create_app(
     keeping: Keeping,
     on_enqueue: Callable[[], None] = lambda: None,
     readiness: Readiness | None = None,
+    catalog: Catalog | None = None,
 ) -> FastAPI:
     """The HTTP API over ``store``; ``on_enqueue`` is told when a manual trigger or an
-    answer wrote to the outbox, so the publisher need not wait for its next tick."""
+    answer wrote to the outbox, so the publisher need not wait for its next tick.
+    ``catalog`` is the decks rituals may name (default: loaded as the content service
+    loads them, shipped plus ``TANDEM_DECKS_DIR``; a broken deck stops start-up)."""
     settings.require_admin_token()
     settings.require_secret_key()
     app = FastAPI(
@@ -46,6 +51,8 @@ def create_app(
     app.state.keeping = keeping
     app.state.on_enqueue = on_enqueue
     app.state.readiness = readiness
+    app.state.catalog = catalog if catalog is not None else load_catalog(settings.decks_dir)
+    app.state.rate_limits = RateLimits.over(store.redis, settings)
     app.state.apprise_asset = apprise.AppriseAsset(
         plugin_paths=[str(settings.plugins_dir)] if settings.plugins_dir else []
     )

@@ -14,16 +14,24 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 
-from services.scheduler.api.deps import CurrentCaller, Keeper, Now, OnEnqueue, SecretKey, Store
+from services.scheduler.api.deps import (
+    CurrentCaller,
+    Keeper,
+    Now,
+    OnEnqueue,
+    SecretKey,
+    Store,
+    occurrence_ref,
+)
 from services.scheduler.api.errors import Invalid
+from services.scheduler.api.fairness import fair
 from services.scheduler.api.schemas import AckIn
 from services.scheduler.keeping import AnswerError, Keeping
 from services.scheduler.rituals import Couple
 from services.scheduler.store import SchedulerStore
 from shared import links
-from shared.ids import OccurrenceId
 
-router = APIRouter(tags=["answers"])
+router = APIRouter(tags=["answers"], dependencies=[Depends(fair)])
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
 
 BUTTON_LABELS = {
@@ -58,7 +66,7 @@ class Answering:
     ) -> dict[str, Any]:
         """Record a partner's answer to one of ``couple``'s occurrences (see
         :meth:`Keeping.answer`); 404 for an occurrence that is not the couple's."""
-        ref = _occurrence(occurrence_id)
+        ref = occurrence_ref(occurrence_id)
         ritual = await self.store.get_ritual(ref.ritual_id)
         if ritual is None or ritual.couple_id != couple.id:
             raise HTTPException(404, "occurrence not found")
@@ -85,13 +93,10 @@ Answers = Annotated[Answering, Depends(answering)]
 
 @router.post("/v1/occurrences/{occurrence_id:path}/ack")
 async def ack(
-    occurrence_id: str, body: AckIn, caller: CurrentCaller, store: Store, answers: Answers
+    occurrence_id: str, body: AckIn, caller: CurrentCaller, answers: Answers
 ) -> dict[str, Any]:
     """Answer a nudge: done, snooze (re-fires once for that partner) or skip."""
-    ritual = await store.get_ritual(_occurrence(occurrence_id).ritual_id)
-    if ritual is None:
-        raise HTTPException(404, "occurrence not found")
-    couple = await caller.couple(ritual.couple_id)
+    _, couple = await caller.occurrence(occurrence_id)
     return await answers.take(couple, occurrence_id, body.partner_id, body.action, body.minutes)
 
 
@@ -147,11 +152,3 @@ def _granted(secret_key: str, token: str) -> links.Grant:
     except links.LinkError as exc:
         status = 410 if "expired" in str(exc) else 403 if "signature" in str(exc) else 400
         raise HTTPException(status, str(exc)) from None
-
-
-def _occurrence(occurrence_id: str) -> OccurrenceId:
-    """The occurrence an id names; 404 for an id that names none."""
-    try:
-        return OccurrenceId.parse(occurrence_id)
-    except ValueError as exc:
-        raise HTTPException(404, str(exc)) from None

@@ -7,7 +7,7 @@ import secrets
 from typing import Any
 
 import apprise
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Depends, HTTPException, Response
 
 from services.scheduler import planning
 from services.scheduler.api.deps import (
@@ -19,6 +19,7 @@ from services.scheduler.api.deps import (
     Store,
 )
 from services.scheduler.api.errors import Invalid
+from services.scheduler.api.fairness import Fairness, fair
 from services.scheduler.api.feeds import feed_url
 from services.scheduler.api.schemas import CoupleIn, CouplePatch, PartnerIn
 from services.scheduler.rituals import Channel, Couple, Partner
@@ -26,15 +27,21 @@ from shared.events import ChannelKind, QuietHours
 from shared.ids import new_id
 from shared.redaction import redact
 
-router = APIRouter(tags=["couples"])
+router = APIRouter(tags=["couples"], dependencies=[Depends(fair)])
 
 
 @router.post("/v1/couples", status_code=201)
 async def create_couple(
-    body: CoupleIn, caller: CurrentCaller, asset: AppriseAsset, store: Store, now: Now
+    body: CoupleIn,
+    caller: CurrentCaller,
+    asset: AppriseAsset,
+    store: Store,
+    now: Now,
+    fairness: Fairness,
 ) -> dict[str, Any]:
     if caller.who is not None:
         raise HTTPException(403, "only the admin token creates couples")
+    fairness.channels_fit(body)
     urls: dict[str, str] = {}  # channel id -> its URL, kept encrypted apart from the couple
     partners = [
         _partner(p, ["body", "partners", i], asset, urls) for i, p in enumerate(body.partners)

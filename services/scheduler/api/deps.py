@@ -13,13 +13,22 @@ from typing import Annotated, Any
 import apprise
 from fastapi import Depends, HTTPException, Request
 
+from services.content.decks import Catalog, load_catalog
 from services.scheduler.history import NudgeHistory
 from services.scheduler.keeping import Keeping
 from services.scheduler.rituals import Couple, Ritual
 from services.scheduler.store import SchedulerStore
+from shared.ids import OccurrenceId, id_pattern
 from shared.settings import Settings
 
 Readiness = Callable[[], Awaitable[dict[str, Any]]]
+
+# The ids a path may name, as ``shared.ids`` makes them: anything else is a 404 before any
+# Redis call (and never reaches the key layout).
+COUPLE_ID = id_pattern("cpl")
+RITUAL_ID = id_pattern("rit")
+GOAL_ID = id_pattern("gol")
+PARTNER_ID = id_pattern("prt")
 
 
 def settings(request: Request) -> Settings:
@@ -53,6 +62,14 @@ def apprise_asset(request: Request) -> apprise.AppriseAsset:
     return found
 
 
+def catalog(request: Request) -> Catalog:
+    """The decks the content service knows (shipped plus ``TANDEM_DECKS_DIR``), loaded once."""
+    found: Catalog | None = getattr(request.app.state, "catalog", None)
+    if found is None:
+        found = request.app.state.catalog = load_catalog(settings(request).decks_dir)
+    return found
+
+
 def on_enqueue(request: Request) -> Callable[[], None]:
     """Tells the outbox publisher something new is waiting (a trigger, a snooze)."""
     found: Callable[[], None] = request.app.state.on_enqueue
@@ -74,6 +91,7 @@ SecretKey = Annotated[str, Depends(secret_key)]
 Store = Annotated[SchedulerStore, Depends(store)]
 History = Annotated[NudgeHistory, Depends(history)]
 Keeper = Annotated[Keeping, Depends(keeping)]
+Decks = Annotated[Catalog, Depends(catalog)]
 AppriseAsset = Annotated[apprise.AppriseAsset, Depends(apprise_asset)]
 OnEnqueue = Annotated[Callable[[], None], Depends(on_enqueue)]
 ReadinessCheck = Annotated[Readiness | None, Depends(readiness)]
@@ -108,9 +126,9 @@ class Caller:
     who: str | None
 
     async def couple(self, couple_id: str) -> Couple:
-        """The couple, or 404 -- also for another couple's id, so that a couple token cannot
-        probe which ids exist."""
-        if self.who is not None and self.who != couple_id:
+        """The couple, or 404 -- the same for an id of no shape, of no couple or of another
+        couple, so that a couple token cannot probe which ids exist."""
+        if not COUPLE_ID.fullmatch(couple_id) or self.who not in (None, couple_id):
             raise HTTPException(404, "couple not found")
         couple = await self.store.get_couple(couple_id)
         if couple is None:
@@ -118,14 +136,39 @@ class Caller:
         return couple
 
     async def ritual(self, ritual_id: str) -> tuple[Ritual, Couple]:
-        """The ritual with its couple, or 404 (also for another couple's ritual)."""
+        """The ritual with its couple, or 404 (the same for another couple's ritual)."""
+        if not RITUAL_ID.fullmatch(ritual_id):
+            raise HTTPException(404, "ritual not found")
         ritual = await self.store.get_ritual(ritual_id)
-        if ritual is None or (self.who is not None and self.who != ritual.couple_id):
+        if ritual is None or self.who not in (None, ritual.couple_id):
             raise HTTPException(404, "ritual not found")
         couple = await self.store.get_couple(ritual.couple_id)
         if couple is None:
-            raise HTTPException(404, "couple not found")
+            raise HTTPException(404, "ritual not found")
         return ritual, couple
+
+    async def occurrence(self, occurrence_id: str) -> tuple[OccurrenceId, Couple]:
+        """The occurrence's parts with its couple, or 404 (the same for another couple's)."""
+        ref = occurrence_ref(occurrence_id)
+        ritual = await self.store.get_ritual(ref.ritual_id)
+        if ritual is None or self.who not in (None, ritual.couple_id):
+            raise HTTPException(404, "occurrence not found")
+        couple = await self.store.get_couple(ritual.couple_id)
+        if couple is None:
+            raise HTTPException(404, "occurrence not found")
+        return ref, couple
+
+
+def occurrence_ref(occurrence_id: str) -> OccurrenceId:
+    """The parts of an occurrence id; 404 for an id of no occurrence's shape."""
+    try:
+        ref = OccurrenceId.parse(occurrence_id)
+    except ValueError:
+        raise HTTPException(404, "occurrence not found") from None
+    partner_ok = ref.partner_id is None or PARTNER_ID.fullmatch(ref.partner_id)
+    if not RITUAL_ID.fullmatch(ref.ritual_id) or not partner_ok:
+        raise HTTPException(404, "occurrence not found")
+    return ref
 
 
 def caller(store: Store, who: Principal) -> Caller:

@@ -1,12 +1,13 @@
-"""How the API answers what it refuses: 422 with pydantic's error shape, 413 for big bodies."""
+"""How the API answers what it refuses: 422 with pydantic's error shape, 413 for big bodies
+(however they are sent)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.scheduler.recurrence import ScheduleError
 
@@ -40,29 +41,60 @@ async def answer_validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": errors}, status_code=422)
 
 
-async def limit_body(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """Refuse a body announced over :data:`MAX_BODY_BYTES` before reading any of it."""
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        return JSONResponse(
-            {
-                "detail": [
-                    {
-                        "loc": ["body"],
-                        "msg": f"body over {MAX_BODY_BYTES} bytes",
-                        "type": "too_large",
-                    }
-                ]
-            },
-            status_code=413,
-        )
-    return await call_next(request)
+def _too_large(limit: int) -> JSONResponse:
+    detail = {"loc": ["body"], "msg": f"body over {limit} bytes", "type": "too_large"}
+    return JSONResponse({"detail": [detail]}, status_code=413)
+
+
+class BodyLimit:
+    """Pure ASGI middleware: refuse any request body over ``limit`` bytes with 413.
+
+    A body announced too large by ``Content-Length`` is refused before any of it is read;
+    any other (a chunked one, or one longer than announced) is counted as it streams and
+    refused as soon as it passes the limit -- the app sees a body only once it is whole and
+    within the limit. Starlette has no such limit of its own (only for multipart parts).
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await _too_large(self.limit)(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await _too_large(self.limit)(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 def install(app: FastAPI) -> None:
     """Give ``app`` the error answers and the body-size limit above."""
-    app.middleware("http")(limit_body)
+    app.add_middleware(BodyLimit)
     app.add_exception_handler(Invalid, answer_invalid)
     app.add_exception_handler(RequestValidationError, answer_validation_error)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
 from services.scheduler import calendar_feed
 from services.scheduler.api.deps import AppSettings, Caller, Now, SecretKey, Store, principal
+from services.scheduler.api.fairness import fair
 
-router = APIRouter(tags=["couples"])
+router = APIRouter(tags=["couples"], dependencies=[Depends(fair)])
 
 
 def feed_token(secret_key: str, couple_id: str) -> str:

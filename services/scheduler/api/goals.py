@@ -5,22 +5,29 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Depends, HTTPException, Response
 
-from services.scheduler.api.deps import CurrentCaller, Now, Store
+from services.scheduler.api.deps import GOAL_ID, CurrentCaller, Now, Store
+from services.scheduler.api.fairness import Fairness, fair
 from services.scheduler.api.schemas import GoalIn
 from services.scheduler.goals import Goal, newest_first
 from services.scheduler.keeping import quarter_of
 from shared.ids import new_id
 
-router = APIRouter(tags=["goals"])
+router = APIRouter(tags=["goals"], dependencies=[Depends(fair)])
 
 
 @router.post("/v1/couples/{couple_id}/goals", status_code=201)
 async def add_goal(
-    couple_id: str, body: GoalIn, caller: CurrentCaller, store: Store, now: Now
+    couple_id: str,
+    body: GoalIn,
+    caller: CurrentCaller,
+    store: Store,
+    now: Now,
+    fairness: Fairness,
 ) -> dict[str, Any]:
     couple = await caller.couple(couple_id)
+    await fairness.room_for_goal(couple)
     today = now.astimezone(ZoneInfo(couple.partners[0].timezone)).date()
     goal = Goal(
         id=new_id("gol"),
@@ -44,6 +51,6 @@ async def delete_goal(
     couple_id: str, goal_id: str, caller: CurrentCaller, store: Store
 ) -> Response:
     couple = await caller.couple(couple_id)
-    if not await store.delete_goal(couple.id, goal_id):
+    if not GOAL_ID.fullmatch(goal_id) or not await store.delete_goal(couple.id, goal_id):
         raise HTTPException(404, "goal not found")
     return Response(status_code=204)

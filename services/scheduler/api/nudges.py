@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from services.scheduler.api.deps import CurrentCaller, History
+from services.scheduler.api.fairness import fair
 
-router = APIRouter(tags=["history"])
+router = APIRouter(tags=["history"], dependencies=[Depends(fair)])
 
 
 @router.get("/v1/couples/{couple_id}/nudges")

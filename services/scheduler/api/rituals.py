@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
+from services.content.decks import DECKLESS_KINDS, Catalog
 from services.scheduler import planning, rituals
-from services.scheduler.api.deps import CurrentCaller, Keeper, Now, OnEnqueue, Store
+from services.scheduler.api.deps import CurrentCaller, Decks, Keeper, Now, OnEnqueue, Store
 from services.scheduler.api.errors import Invalid
+from services.scheduler.api.fairness import Fairness, fair
 from services.scheduler.api.schemas import RitualIn, RitualPatch
 from services.scheduler.keeping import Keeping
 from services.scheduler.recurrence import ScheduleError
@@ -17,14 +19,23 @@ from services.scheduler.rituals import Couple, Ritual, ScheduleSpec
 from services.scheduler.store import SchedulerStore
 from shared.ids import new_id
 
-router = APIRouter(tags=["rituals"])
+router = APIRouter(tags=["rituals"], dependencies=[Depends(fair)])
 
 
 @router.post("/v1/couples/{couple_id}/rituals", status_code=201)
 async def create_ritual(
-    couple_id: str, body: RitualIn, caller: CurrentCaller, store: Store, keeping: Keeper, now: Now
+    couple_id: str,
+    body: RitualIn,
+    caller: CurrentCaller,
+    store: Store,
+    keeping: Keeper,
+    now: Now,
+    decks: Decks,
+    fairness: Fairness,
 ) -> dict[str, Any]:
     couple = await caller.couple(couple_id)
+    _check_deck(decks, body.kind, body.deck)
+    await fairness.room_for_ritual(couple)
     defaults = rituals.KIND_DEFAULTS[body.kind]
     ritual = Ritual(
         id=new_id("rit"),
@@ -77,8 +88,11 @@ async def patch_ritual(
     store: Store,
     keeping: Keeper,
     now: Now,
+    decks: Decks,
 ) -> dict[str, Any]:
     ritual, couple = await caller.ritual(ritual_id)
+    if "deck" in body.model_fields_set:
+        _check_deck(decks, ritual.kind, body.deck)
     changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"schedule"})
     if body.schedule is not None:
         changes["schedule"] = ScheduleSpec(**body.schedule.model_dump())
@@ -120,6 +134,22 @@ async def trigger(
     on_enqueue()
     ids = [e.id for e in events]
     return {"occurrence_id": ids[0], "occurrence_ids": ids}
+
+
+def _check_deck(catalog: Catalog, kind: str, deck_id: str | None) -> None:
+    """422 unless the content service can draw ``kind``'s nudges from ``deck_id`` (None: the
+    kind's default deck)."""
+    if deck_id is None:
+        return
+    if kind in DECKLESS_KINDS:
+        raise Invalid(["body", "deck"], f"{kind} nudges are not drawn from a deck: leave it out")
+    deck = catalog.get(deck_id)
+    if deck is not None and deck.suits(kind):
+        return
+    fitting = sorted(i for i, d in catalog.decks.items() if d.suits(kind))
+    listed = ", ".join(fitting[:5]) + (", …" if len(fitting) > 5 else "")
+    said = f"no deck {deck_id!r}" if deck is None else f"deck {deck_id!r} is not for {kind}"
+    raise Invalid(["body", "deck"], f"{said}; decks for {kind}: {listed}")
 
 
 async def _check(couple: Couple, ritual: Ritual, now: datetime) -> None:
