@@ -12,13 +12,13 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from faststream.kafka import KafkaBroker
 
-from services.scheduler import metrics, occurrences, rituals
+from services.scheduler import metrics, occurrences, recurrence, rituals
 from services.scheduler.store import Outgoing, SchedulerStore, TrackCommit
 from shared import backoff
 from shared.events import RitualDue, RitualMissed
@@ -36,6 +36,37 @@ Extras = Callable[[rituals.Couple, rituals.Ritual, date, datetime], Awaitable[di
 
 def outgoing_due(event: RitualDue) -> Outgoing:
     return Outgoing(event.occurrence_id, RITUAL_DUE, event.couple_id, event.model_dump_json())
+
+
+def _missed(
+    couple: rituals.Couple,
+    ritual: rituals.Ritual,
+    track: rituals.Track,
+    missed: list[recurrence.Slot],
+    window: timedelta,
+) -> Outgoing:
+    """The ``ritual.missed`` report of slots too old to send (the last 100 named), logged
+    and counted: an outage cost this couple nudges, and an operator should see it."""
+    event = RitualMissed(
+        couple_id=couple.id,
+        ritual_id=ritual.id,
+        occurrence_ids=[rituals.occurrence_of(track, m.instant) for m in missed[-100:]],
+        scheduled_for=[m.instant for m in missed[-100:]],
+        count=len(missed),
+    )
+    metrics.MISSED.inc(len(missed))
+    log.warning(
+        "ritual %s missed %d occurrence(s) older than its %s grace window",
+        ritual.id,
+        len(missed),
+        window,
+        extra={
+            "couple_id": couple.id,
+            "ritual_id": ritual.id,
+            "occurrence_id": event.occurrence_ids[-1],
+        },
+    )
+    return Outgoing(event.event_id, RITUAL_MISSED, couple.id, event.model_dump_json())
 
 
 class Firer:
@@ -135,30 +166,7 @@ class Firer:
             )
             events.append(outgoing_due(due))
         if firing.missed:
-            missed = RitualMissed(
-                couple_id=couple.id,
-                ritual_id=ritual.id,
-                occurrence_ids=[
-                    rituals.occurrence_of(track, m.instant) for m in firing.missed[-100:]
-                ],
-                scheduled_for=[m.instant for m in firing.missed[-100:]],
-                count=len(firing.missed),
-            )
-            events.append(
-                Outgoing(missed.event_id, RITUAL_MISSED, couple.id, missed.model_dump_json())
-            )
-            metrics.MISSED.inc(len(firing.missed))
-            log.warning(
-                "ritual %s missed %d occurrence(s) older than its %s grace window",
-                ritual.id,
-                len(firing.missed),
-                window,
-                extra={
-                    "couple_id": couple.id,
-                    "ritual_id": ritual.id,
-                    "occurrence_id": missed.occurrence_ids[-1],
-                },
-            )
+            events.append(_missed(couple, ritual, track, firing.missed, window))
         next_due = firing.next_instant.timestamp() if firing.next_instant else None
         return TrackCommit(track_id, due_raw, next_due, events)
 
