@@ -58,10 +58,9 @@ def test_a_rule_that_dateutil_searches_for_long_is_refused_as_too_costly(
 WALKED_FROM_A_FAR_PAST_START = [
     "FREQ=MINUTELY;BYMONTH=1,2,3,4,5,6,7,8,9,10,11,12",
     "FREQ=HOURLY;BYMONTHDAY=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15",
-    "FREQ=MONTHLY;BYMONTHDAY=1,-1;BYHOUR=8,20",
-    "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=8,12,18;BYSETPOS=1,-1",
     "FREQ=DAILY;BYMONTH=1,2,3,4,5,6,7,8,9,10,11,12;BYHOUR=8,20",
-    "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29;BYDAY=MO",  # a year's days looked at for each
+    "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR,SA,SU;BYHOUR=8,12,18,22;BYSETPOS=1,2,3,-1",
+    "FREQ=MONTHLY;BYMONTHDAY=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20;BYHOUR=8",
 ]
 
 
@@ -107,7 +106,9 @@ def test_days_dateutil_examines_without_yielding_count_against_the_budget(
 @pytest.mark.parametrize(
     ("rrule", "start"),
     [
-        ("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29;BYDAY=MO", datetime(1950, 1, 1)),  # 28 years
+        ("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29;BYDAY=MO", LONG_AGO),  # every 28 years or so
+        ("FREQ=YEARLY", datetime(1950, 6, 17, 18)),  # an anniversary
+        ("FREQ=MONTHLY;BYDAY=1FR,-1SU;BYSETPOS=1", LONG_AGO),
         ("FREQ=YEARLY;BYYEARDAY=1,100,200,300", LONG_AGO),
         ("FREQ=MONTHLY;BYDAY=1FR,-1SU;BYSETPOS=1", datetime(1980, 1, 1, 9)),
         ("FREQ=MONTHLY;INTERVAL=3;BYDAY=1SU;BYHOUR=10;BYMINUTE=0", datetime(1990, 1, 1)),
