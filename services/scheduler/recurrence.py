@@ -342,17 +342,30 @@ def _resume_point(rule: _Rule, horizon: datetime, budget: _Budget) -> tuple[_Rul
     cycles = (horizon - rule.start) // cycle
     if cycles < 1:
         return rule, rule.start, 0
-    uncounted = replace(rule, parts={k: v for k, v in rule.parts.items() if k != "COUNT"})
-    first_cycle = takewhile(
-        lambda wall: wall < rule.start + cycle, uncounted.walls(rule.start, budget)
-    )
-    ordinal = cycles * sum(1 for _ in first_cycle)
+    ordinal = cycles * _walls_per_cycle(rule, cycle, budget)
     if "COUNT" in rule.parts:
         # Where a walk starts changes what COUNT counts: count only what is left. Once none
         # is, every wall time of the rule was before the resume point, so before horizon.
         left = max(int(rule.parts["COUNT"]) - ordinal, 0)
         rule = replace(rule, parts={**rule.parts, "COUNT": str(left)})
     return rule, rule.start + cycles * cycle, ordinal
+
+
+_WALLS_PER_CYCLE: dict[tuple[object, ...], int] = {}
+
+
+def _walls_per_cycle(rule: _Rule, cycle: timedelta, budget: _Budget) -> int:
+    """How many wall times (COUNT aside) the rule has in each cycle: counted once, as a
+    minutely rule has 1,440 a day (the same in every zone: wall times are naive)."""
+    parts = {k: v for k, v in rule.parts.items() if k != "COUNT"}
+    key = (tuple(parts.items()), rule.start, rule.last_wall)
+    if key not in _WALLS_PER_CYCLE:
+        walls = replace(rule, parts=parts).walls(rule.start, budget)
+        count = sum(1 for _ in takewhile(lambda wall: wall < rule.start + cycle, walls))
+        if len(_WALLS_PER_CYCLE) >= 4096:
+            _WALLS_PER_CYCLE.clear()
+        _WALLS_PER_CYCLE[key] = count
+    return _WALLS_PER_CYCLE[key]
 
 
 def _in_time_order(
