@@ -32,15 +32,27 @@ import functools
 import heapq
 import math
 import re
+import types
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import islice, pairwise, takewhile
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import dateutil.rrule
+from dateutil.rrule import rrule as _DateutilRule
 from dateutil.rrule import rrulestr
 
 MAX_SLOTS_BETWEEN = 10_000
+# The most work one evaluation (one call of validate, slots_after, slots_between, cadence) may
+# do, in steps of about as much work (3-7 microseconds measured): a wall time dateutil yields, a
+# period of the rule's FREQ it looks through, yielding or not, and 16 days it filters there
+# (see _metered_dayset). Real rituals need tens to a few thousand steps; the costliest
+# shapes still accepted (the first MAX_SLOTS_BETWEEN slots of a minutely rule, a weekly
+# cycle of one counted to resume it) about 15,000. So a rule either evaluates in well
+# under 0.15 s of CPU or is refused in about that.
+BUDGET = 20_000
 
 # More than the largest forward jump of any zone's clock (Samoa skipped 2011-12-30): a slot
 # firing after an instant never has a wall time further than this before the instant's.
@@ -71,6 +83,29 @@ class ScheduleError(ValueError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class _TooCostly(ScheduleError):
+    """A rule that needs more than :data:`BUDGET` steps for what is asked of it."""
+
+
+class _Budget:
+    """The steps one evaluation has left; running out refuses the rule as too costly."""
+
+    __slots__ = ("left", "yielded")
+
+    def __init__(self) -> None:
+        self.left = BUDGET
+        self.yielded = False  # a wall time since dateutil's last period began
+
+    def spend(self, steps: int = 1) -> None:
+        self.left -= steps
+        if self.left < 0:
+            raise _TooCostly(
+                "schedule.rrule",
+                f"rule too costly to evaluate: more than {BUDGET} steps through the calendar;"
+                " simplify it (e.g. a later start or fewer BY* parts)",
+            )
 
 
 @dataclass(frozen=True)
@@ -108,15 +143,90 @@ class _Rule:
     def interval(self) -> int:
         return int(self.parts.get("INTERVAL", "1"))
 
-    def walls(self, dtstart: datetime) -> Iterator[datetime]:
-        """The rule's wall times from ``dtstart`` (``start``, or a later point of its grid)."""
+    def walls(self, dtstart: datetime, budget: _Budget) -> Iterator[datetime]:
+        """The rule's wall times from ``dtstart`` (``start``, or a later point of its grid),
+        each one, and each day dateutil examines to find them, spent from ``budget``."""
         text = ";".join(f"{name}={value}" for name, value in self.parts.items())
         if self.last_wall is not None:
             text += f";UNTIL={self.last_wall:%Y%m%dT%H%M%S}"
         try:
-            yield from rrulestr(text, dtstart=dtstart)
+            for wall in _metered(rrulestr(text, dtstart=dtstart), budget):
+                budget.spend()
+                budget.yielded = True
+                yield wall
+        except ScheduleError:
+            raise
         except ValueError as exc:  # dateutil finds some impossible rules only when iterating
             raise ScheduleError("schedule.rrule", f"malformed RRULE: {exc}") from exc
+
+
+# dateutil walks a rule one period of its FREQ at a time (a year of a YEARLY rule, a minute
+# of a MINUTELY one) and yields nothing from a period the BY* parts filter out: a rule that
+# rarely or never matches can keep it walking towards year 9999 for seconds between two
+# yields, which counting wall times cannot interrupt. Each period starts by asking an
+# ``_iterinfo`` for its set of days; a metered copy of ``rrule._iter`` (the same code, reading
+# the same module globals but ``_iterinfo``) asks one that spends those days from the
+# rule's budget, so the walk stops, with a ScheduleError, wherever the budget runs out.
+_IterInfo: Any = getattr(dateutil.rrule, "_iterinfo")  # noqa: B009 -- private, unstubbed
+if "_iterinfo" not in _DateutilRule._iter.__code__.co_names:  # type: ignore[attr-defined]
+    raise ImportError("dateutil.rrule changed: rrule._iter no longer builds an _iterinfo")
+
+
+def _metered_dayset(name: str) -> Any:
+    unmetered = getattr(_IterInfo, name)
+
+    def dayset(info: Any, year: int, month: int, day: int) -> Any:
+        days, first, end = unmetered(info, year, month, day)
+        rule = info.rrule
+        budget = rule._tandem_budget
+        # A period costs a step, and a step per 16 days dateutil filters in it (about as
+        # long as yielding one wall time takes); one of a day (or an hour, a minute) that
+        # yielded was paid for by what it yielded: a minutely rule costs a step a minute.
+        if end - first > 1 or not budget.yielded:
+            budget.spend(1 + (end - first) // 16)
+        budget.yielded = False
+        if rule._freq == dateutil.rrule.MINUTELY and rule._byhour:
+            # Between two periods of a MINUTELY rule with BYHOUR, dateutil steps INTERVAL
+            # minutes at a time until the hour is one of them, for up to a day: a step costs
+            # about an eighth of a yielded wall time. (Without BYHOUR the first step is it.)
+            minute = (info.yearordinal + first) * 24 * 60 + getattr(info, "tandem_minute", 0)
+            last = getattr(info, "tandem_last", minute)
+            budget.spend((minute - last) // rule._interval // 8)
+            info.tandem_last = minute
+        return days, first, end
+
+    return dayset
+
+
+def _metered_mtimeset(info: Any, hour: int, minute: int, second: int) -> Any:
+    info.tandem_minute = hour * 60 + minute  # of the period whose day ddayset gets next
+    return _IterInfo.mtimeset(info, hour, minute, second)
+
+
+_MeteredIterInfo = type(
+    "_MeteredIterInfo",
+    (_IterInfo,),
+    {name: _metered_dayset(name) for name in ("ydayset", "mdayset", "wdayset", "ddayset")}
+    | {"mtimeset": _metered_mtimeset},
+)
+_unmetered_iter: Any = _DateutilRule._iter  # type: ignore[attr-defined]
+_metered_iter = types.FunctionType(
+    _unmetered_iter.__code__,
+    {**vars(dateutil.rrule), "_iterinfo": _MeteredIterInfo},
+    "_metered_iter",
+    _unmetered_iter.__defaults__,
+    _unmetered_iter.__closure__,
+)
+
+
+def _metered(rule: Any, budget: _Budget) -> Any:
+    """``rule`` (an uncached dateutil rrule), its walk spending from ``budget``."""
+    if not isinstance(rule, _DateutilRule) or getattr(rule, "_cache", None) is not None:
+        raise TypeError("only an uncached rrule can be metered")
+    metered: Any = rule
+    metered._tandem_budget = budget
+    metered._iter = types.MethodType(_metered_iter, rule)
+    return rule
 
 
 def validate(schedule: Schedule, *, now: datetime) -> None:
@@ -124,9 +234,10 @@ def validate(schedule: Schedule, *, now: datetime) -> None:
 
     Accepted: a known IANA zone with either a recurring rule (an RRULE with a naive ``start``,
     firing at most once a minute and at least once, ``exdates`` aside) or a one-off aware
-    ``at`` after ``now``. Impossible dates (February 30) are refused at once, but refusing a
-    contrived rule that never fires (``FREQ=DAILY;INTERVAL=2;BYMONTH=1;BYSETPOS=2``) can take
-    dateutil's search through the calendar up to seconds: call this off the event loop.
+    ``at`` after ``now``. Impossible dates (February 30) are refused at once; a rule whose
+    first occurrence takes more than :data:`BUDGET` steps to find, or to tell there is none
+    (``FREQ=DAILY;INTERVAL=2;BYMONTH=1;BYSETPOS=2`` never fires), is refused as too costly.
+    Either way this takes at most some tens of milliseconds.
     """
     if schedule.rrule is None:
         if schedule.at is None:
@@ -144,46 +255,64 @@ def validate(schedule: Schedule, *, now: datetime) -> None:
     if schedule.at is not None:
         raise ScheduleError("schedule.at", "give either an rrule or a one-off at, not both")
     rule = _compile(schedule, schedule.timezone)
+    budget = _Budget()
     # Only once the rule is known to yield wall times can it be walked from start: UNTIL then
     # ends the walk, where dateutil would look for a first match up to year 9999.
-    if not _has_walls(rule) or _first(replace(rule, exdates=frozenset())) is None:
+    if not _has_walls(rule, budget) or _first(replace(rule, exdates=frozenset()), budget) is None:
         raise ScheduleError("schedule.rrule", "the rule yields no occurrence")
-    if _first(rule) is None:
+    if _first(rule, budget) is None:
         raise ScheduleError("schedule.exdates", "exdates exclude every occurrence of the rule")
 
 
 def slots_after(schedule: Schedule, zone: str, after: datetime, count: int) -> list[Slot]:
     """The first ``count`` slots firing strictly after ``after``, in time order, in ``zone``
-    (fewer when the rule ends first).
+    (fewer when the rule ends first, or when more would take more than :data:`BUDGET` steps
+    to find, but at least the first).
 
-    A rule without month or year structure, COUNT or BYSETPOS (most daily, weekly and hourly
-    ones) costs the same however long ago it started; others are walked from ``start``.
+    A rule without month or year structure, nor a weekly BYSETPOS (most daily, weekly and
+    hourly ones) costs the same however long ago it started; others are walked from ``start``.
+    Raises :class:`ScheduleError` when even the first takes more than :data:`BUDGET` steps.
     """
-    return list(islice(_slots_from(schedule, zone, _aware(after, "after")), max(count, 0)))
+    found: list[Slot] = []
+    try:
+        slots = _slots_from(schedule, zone, _aware(after, "after"), _Budget())
+        found.extend(islice(slots, max(count, 0)))
+    except _TooCostly:
+        if not found:
+            raise
+    return found
 
 
 def slots_between(schedule: Schedule, zone: str, start: datetime, end: datetime) -> list[Slot]:
     """The slots firing in ``(start, end]``, in time order, in ``zone``; the earliest
-    :data:`MAX_SLOTS_BETWEEN` when there are more."""
+    :data:`MAX_SLOTS_BETWEEN` when there are more. Raises :class:`ScheduleError` when finding
+    them takes more than :data:`BUDGET` steps."""
     end = _aware(end, "end")
-    slots = _slots_from(schedule, zone, _aware(start, "start"))
+    slots = _slots_from(schedule, zone, _aware(start, "start"), _Budget())
     return list(islice(takewhile(lambda slot: slot.instant <= end, slots), MAX_SLOTS_BETWEEN))
 
 
 @functools.lru_cache(maxsize=4096)
 def cadence(schedule: Schedule) -> timedelta:
     """The typical gap between a valid schedule's occurrences: the median gap between its
-    first ten wall times (a day for a one-off, or a rule with a single occurrence)."""
+    first ten wall times, or as many as :data:`BUDGET` steps find when that is at least two
+    (a day for a one-off, or a rule with a single occurrence)."""
     if schedule.rrule is None:
         return timedelta(days=1)
     rule = _compile(schedule, schedule.timezone)
-    gaps = sorted(
-        later - earlier for earlier, later in pairwise(islice(rule.walls(rule.start), 10))
-    )
+    found: list[datetime] = []
+    try:
+        found.extend(islice(rule.walls(rule.start, _Budget()), 10))
+    except _TooCostly:
+        if len(found) < 2:
+            raise
+    gaps = sorted(later - earlier for earlier, later in pairwise(found))
     return gaps[len(gaps) // 2] if gaps else timedelta(days=1)
 
 
-def _slots_from(schedule: Schedule, zone_name: str, after: datetime) -> Iterator[Slot]:
+def _slots_from(
+    schedule: Schedule, zone_name: str, after: datetime, budget: _Budget
+) -> Iterator[Slot]:
     if schedule.rrule is None:
         if schedule.at is None:
             raise ScheduleError("schedule.rrule", "a schedule needs an rrule or a one-off at")
@@ -194,29 +323,57 @@ def _slots_from(schedule: Schedule, zone_name: str, after: datetime) -> Iterator
         return
     rule = _compile(schedule, zone_name)
     horizon = _wall(after, rule.zone) - _MAX_JUMP
-    dtstart, ordinal = _resume_point(rule, horizon)
-    for slot in _in_time_order(rule, dtstart, ordinal, skip_before=horizon):
+    rule, dtstart, ordinal = _resume_point(rule, horizon, budget)
+    for slot in _in_time_order(rule, dtstart, ordinal, budget, skip_before=horizon):
         if slot.instant > after:
             yield slot
 
 
-def _resume_point(rule: _Rule, horizon: datetime) -> tuple[datetime, int]:
-    """Where to walk the rule from, as ``(dtstart, its ordinal)``, to meet every wall time
-    from ``horizon`` on: a whole number of the rule's cycles past ``start`` if it has one."""
+def _resume_point(rule: _Rule, horizon: datetime, budget: _Budget) -> tuple[_Rule, datetime, int]:
+    """Where to walk the rule from, as ``(the rule, dtstart, its ordinal)``, to meet every
+    wall time from ``horizon`` on: a whole number of the rule's cycles past ``start`` if it
+    has one (with COUNT lowered by the wall times those cycles hold)."""
     cycle = _cycle(rule)
-    # Where a walk starts changes what COUNT counts, and a weekly BYSETPOS picks from a first
-    # week that dateutil cuts at dtstart: those rules are walked from start.
-    if cycle is None or {"COUNT", "BYSETPOS"} & rule.parts.keys():
-        return rule.start, 0
+    # A weekly BYSETPOS picks from a first week that dateutil cuts at dtstart: those rules
+    # are walked from start. Other FREQs pick from whole periods (a day, an hour, a minute)
+    # and only then drop what is before dtstart, which a resumed walk skips anyway.
+    if cycle is None or (rule.freq == "WEEKLY" and "BYSETPOS" in rule.parts):
+        return rule, rule.start, 0
     cycles = (horizon - rule.start) // cycle
     if cycles < 1:
-        return rule.start, 0
-    first_cycle = takewhile(lambda wall: wall < rule.start + cycle, rule.walls(rule.start))
-    return rule.start + cycles * cycle, cycles * sum(1 for _ in first_cycle)
+        return rule, rule.start, 0
+    ordinal = cycles * _walls_per_cycle(rule, cycle, budget)
+    if "COUNT" in rule.parts:
+        # Where a walk starts changes what COUNT counts: count only what is left. Once none
+        # is, every wall time of the rule was before the resume point, so before horizon.
+        left = max(int(rule.parts["COUNT"]) - ordinal, 0)
+        rule = replace(rule, parts={**rule.parts, "COUNT": str(left)})
+    return rule, rule.start + cycles * cycle, ordinal
+
+
+_WALLS_PER_CYCLE: dict[tuple[object, ...], int] = {}
+
+
+def _walls_per_cycle(rule: _Rule, cycle: timedelta, budget: _Budget) -> int:
+    """How many wall times (COUNT aside) the rule has in each cycle: counted once, as a
+    minutely rule has 1,440 a day (the same in every zone: wall times are naive)."""
+    parts = {k: v for k, v in rule.parts.items() if k != "COUNT"}
+    key = (tuple(parts.items()), rule.start, rule.last_wall)
+    if key not in _WALLS_PER_CYCLE:
+        walls = replace(rule, parts=parts).walls(rule.start, budget)
+        count = sum(1 for _ in takewhile(lambda wall: wall < rule.start + cycle, walls))
+        if len(_WALLS_PER_CYCLE) >= 4096:
+            _WALLS_PER_CYCLE.clear()
+        _WALLS_PER_CYCLE[key] = count
+    return _WALLS_PER_CYCLE[key]
 
 
 def _in_time_order(
-    rule: _Rule, dtstart: datetime, ordinal: int, skip_before: datetime = datetime.min
+    rule: _Rule,
+    dtstart: datetime,
+    ordinal: int,
+    budget: _Budget,
+    skip_before: datetime = datetime.min,
 ) -> Iterator[Slot]:
     """The rule's slots from ``dtstart`` (whose position is ``ordinal``), in time order.
 
@@ -236,21 +393,23 @@ def _in_time_order(
                 last = instant
                 yield Slot(instant, produced, position)
 
-    for position, wall in enumerate(rule.walls(dtstart), ordinal):
+    for position, wall in enumerate(rule.walls(dtstart, budget), ordinal):
+        if wall >= skip_before and wall not in rule.exdates:
+            instant = wall.replace(tzinfo=rule.zone).astimezone(UTC)
+            if rule.until is None or instant <= rule.until:
+                heapq.heappush(pending, (_wall(instant, rule.zone), position, wall, instant))
+        # Nothing still to come fires before the wall time just reached (a time only ever
+        # shifts forward): what fires by it is ready, the wall time itself too unless it is
+        # in a gap, so a sparse rule is not walked on to its next occurrence to yield one.
         yield from ready(wall)
-        if wall < skip_before or wall in rule.exdates:
-            continue
-        instant = wall.replace(tzinfo=rule.zone).astimezone(UTC)
-        if rule.until is None or instant <= rule.until:
-            heapq.heappush(pending, (_wall(instant, rule.zone), position, wall, instant))
     yield from ready(datetime.max)
 
 
-def _first(rule: _Rule) -> Slot | None:
-    return next(_in_time_order(rule, rule.start, 0), None)
+def _first(rule: _Rule, budget: _Budget) -> Slot | None:
+    return next(_in_time_order(rule, rule.start, 0, budget), None)
 
 
-def _has_walls(rule: _Rule) -> bool:
+def _has_walls(rule: _Rule, budget: _Budget) -> bool:
     """Whether the rule yields any wall time at all, quickly.
 
     dateutil gives up on a rule that matches nothing only at year 9999, which takes it
@@ -266,7 +425,7 @@ def _has_walls(rule: _Rule) -> bool:
         if last_wall is not None:  # past year 9999 it bounds nothing
             last_wall = last_wall + shift if last_wall < datetime.max - shift else None
         rule = replace(rule, start=rule.start + shift, last_wall=last_wall)
-    return next(rule.walls(rule.start), None) is not None
+    return next(rule.walls(rule.start, budget), None) is not None
 
 
 def _some_date(parts: dict[str, str]) -> bool:
