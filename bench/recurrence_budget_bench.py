@@ -77,13 +77,21 @@ def time_rules(timeout: float) -> dict[str, dict[str, object]]:
     return timings
 
 
+def couple_body() -> dict[str, object]:
+    """A couple whose channels point nowhere: this bench measures validation, not delivery."""
+    partner = {
+        "timezone": "Europe/Berlin",
+        "channels": [{"url": "json://127.0.0.1:9/hook", "kind": "push"}],
+    }
+    return {"name": "Bench", "partners": [{"name": "Sam", **partner}, {"name": "Alex", **partner}]}
+
+
 async def healthz_under_load(posted: list[str]) -> dict[str, object]:
     import httpx
 
     from services.scheduler.service import Scheduler
     from shared.settings import Settings
     from tandem.embedded import start_broker, start_redis
-    from tests.integration.scheduler_helpers import couple_body
 
     started = []
     bootstrap = os.environ.get("TANDEM_KAFKA_BOOTSTRAP")

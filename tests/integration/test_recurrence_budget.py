@@ -16,8 +16,8 @@ import pytest
 from services.scheduler import planning
 from services.scheduler.rituals import ScheduleSpec
 from shared.topics import RITUAL_DUE
-from tests.integration.scheduler_helpers import ADMIN, couple_body, running_scheduler
-from tests.kafka_helpers import TopicReader
+from tests.support.kafka import TopicReader
+from tests.support.scheduler import ADMIN, couple_body, running_scheduler
 
 LONG_AGO = "1900-01-01T09:00:00"
 # Before the budget, each of these held the process for seconds to minutes (see the README).

@@ -8,7 +8,6 @@ from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
-from dateutil.rrule import rrulestr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,28 +21,13 @@ from services.scheduler.recurrence import (
     slots_between,
     validate,
 )
+from tests.support.recurrence import DST_ZONES, assert_well_formed, by_definition, local
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
-DST_ZONES = [
-    "Europe/Berlin",
-    "America/New_York",
-    "Australia/Adelaide",
-    "Australia/Lord_Howe",
-    "Pacific/Chatham",
-    "America/Santiago",
-    "Asia/Kolkata",
-    "Asia/Kathmandu",
-    "UTC",
-]
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
     return datetime(year, month, day, hour, minute, tzinfo=UTC)
-
-
-def local(slot: Slot, zone: str) -> datetime:
-    """Where a slot fires on the zone's clock."""
-    return slot.instant.astimezone(ZoneInfo(zone)).replace(tzinfo=None)
 
 
 def walls(slots: list[Slot]) -> list[datetime]:
@@ -55,21 +39,6 @@ def on(day: date, zone: str, schedule: Schedule) -> list[Slot]:
     midnight = datetime.combine(day, datetime.min.time(), ZoneInfo(zone))
     next_midnight = datetime.combine(day + timedelta(days=1), datetime.min.time(), ZoneInfo(zone))
     return slots_between(schedule, zone, midnight, next_midnight)
-
-
-def assert_well_formed(slots: list[Slot], zone: str) -> None:
-    """Instants aware, UTC, strictly increasing; each at its wall time or its gap-shifted one."""
-    zi = ZoneInfo(zone)
-    for slot in slots:
-        assert slot.instant.tzinfo is UTC and slot.wall_time.tzinfo is None
-        fired = local(slot, zone)
-        if fired != slot.wall_time:
-            before = slot.wall_time.replace(tzinfo=zi).utcoffset()
-            after = slot.wall_time.replace(tzinfo=zi, fold=1).utcoffset()
-            assert before is not None and after is not None
-            assert after > before, f"{slot} fires off its wall time outside a gap"
-            assert fired == slot.wall_time + (after - before)
-    assert all(a.instant < b.instant for a, b in pairwise(slots))
 
 
 # --- DST policy ------------------------------------------------------------------------
@@ -514,22 +483,6 @@ def test_an_old_daily_rule_is_quick_and_its_ordinals_exact() -> None:
     first = (date(2025, 3, 29) - start.date()).days
     assert [s.ordinal for s in slots] == [first, first + 1, first + 2]
     assert slots == by_definition(schedule, "Europe/Berlin", after, slots[-1].instant)
-
-
-def by_definition(schedule: Schedule, zone: str, after: datetime, end: datetime) -> list[Slot]:
-    """The slots in ``(after, end]`` by the DST policy spelled out, walking from start: every
-    wall time dateutil yields but the exdates, at its ``fold=0`` instant, the first in rule
-    order at each instant."""
-    assert schedule.rrule is not None and schedule.start is not None
-    zi = ZoneInfo(zone)
-    first: dict[datetime, Slot] = {}
-    for ordinal, wall in enumerate(rrulestr(schedule.rrule, dtstart=schedule.start)):
-        if wall > end.astimezone(zi).replace(tzinfo=None) + timedelta(days=2):
-            break
-        if wall not in schedule.exdates:
-            instant = wall.replace(tzinfo=zi).astimezone(UTC)
-            first.setdefault(instant, Slot(instant, wall, ordinal))
-    return [first[instant] for instant in sorted(first) if after < instant <= end]
 
 
 # --- properties -------------------------------------------------------------------------

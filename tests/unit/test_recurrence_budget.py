@@ -18,7 +18,7 @@ from services.scheduler.recurrence import (
     slots_between,
     validate,
 )
-from tests.unit.test_recurrence import DST_ZONES, assert_well_formed, by_definition
+from tests.support.recurrence import DST_ZONES, assert_well_formed, by_definition
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 LONG_AGO = datetime(1900, 1, 1, 9)
