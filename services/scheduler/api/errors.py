@@ -93,8 +93,28 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+async def answer_stored_schedule_error(_: Request, exc: Exception) -> JSONResponse:
+    """A ritual stored before today's rules that can no longer be evaluated (e.g. over the
+    recurrence budget): the request is fine, the stored schedule is not -- 409, naming the
+    field to change with PATCH."""
+    assert isinstance(exc, ScheduleError)
+    return JSONResponse(
+        {
+            "detail": [
+                {
+                    "loc": ["schedule", *exc.field.split(".")[1:]],
+                    "msg": f"the stored schedule cannot be evaluated: {exc.reason}",
+                    "type": "stored_schedule",
+                }
+            ]
+        },
+        status_code=409,
+    )
+
+
 def install(app: FastAPI) -> None:
     """Give ``app`` the error answers and the body-size limit above."""
     app.add_middleware(BodyLimit)
     app.add_exception_handler(Invalid, answer_invalid)
+    app.add_exception_handler(ScheduleError, answer_stored_schedule_error)
     app.add_exception_handler(RequestValidationError, answer_validation_error)
