@@ -121,11 +121,22 @@ def test_known_secrets_are_masked_by_value_and_bounded() -> None:
     assert "ab" not in secrets._pieces
 
 
+LIBRARIES = ("apprise", "uvicorn.error", "faststream", "tandem.x")
+
+
 @pytest.fixture
 def root_logging() -> Iterator[None]:
+    """The root logger as it was, afterwards; meanwhile the loggers the test writes to
+    propagate to it (another test may have configured uvicorn's or FastStream's)."""
     root = logging.getLogger()
     saved = root.handlers[:], root.level
+    loggers = [logging.getLogger(name) for name in LIBRARIES]
+    state = [(lg.handlers[:], lg.propagate, lg.level) for lg in loggers]
+    for lg in loggers:
+        lg.handlers[:], lg.propagate, lg.level = [], True, logging.NOTSET
     yield
+    for lg, (handlers, propagate, level) in zip(loggers, state, strict=True):
+        lg.handlers[:], lg.propagate, lg.level = handlers, propagate, level
     root.handlers[:], _ = saved
     root.setLevel(saved[1])
     known.forget_all()
