@@ -229,7 +229,15 @@ class Service:
             return
         host, port = self.bind
         config = uvicorn.Config(
-            self.app, host=host, port=port, lifespan="off", log_level="warning", access_log=False
+            self.app,
+            host=host,
+            port=port,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            # No handlers of uvicorn's own: its records reach the root handler, whose
+            # filter masks what is private (shared/logs.py).
+            log_config=None,
         )
         server = uvicorn.Server(config)
         serving = asyncio.create_task(self._listen(server), name=f"{self.name}-http")

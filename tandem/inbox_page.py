@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shared.redaction import mask
+from shared.redaction import mask, mask_piece
 from tandem.inbox import Inbox, Received
 
 MAX_PER_PHONE = 30  # a lock screen, not an archive
@@ -77,9 +77,10 @@ def owner_of(address: str, partners: Sequence[dict[str, Any]]) -> str | None:
     """The id of the partner one of whose channels points at ``address``.
 
     Channel URLs come back redacted (numbers and e-mail local parts masked), so the address
-    is masked the same way before it is compared; push topics and paths survive as they are.
+    is masked the same way before it is compared (URLs stored before path masking show
+    push topics as they are).
     """
-    wanted = {address, mask(address)}
+    wanted = {address, mask(address), mask_piece(address)} - {"***"}
     for partner in partners:
         for channel in partner.get("channels", []):
             if wanted & _segments(str(channel.get("redacted", ""))):

@@ -5,7 +5,9 @@ Apprise's ``@notify(on="schema")`` decorator, dropped into ``TANDEM_PLUGINS_DIR`
 loaded once when :class:`Channels` is built (see ``plugins_example/`` for one).
 
 Plain URLs (with provider secrets, phone numbers) exist only inside :meth:`Channels.send`'s
-caller's stack frame; nothing here logs or returns them.
+caller's stack frame; nothing here logs or returns them, and each URL's private pieces are
+remembered by the log filter (:func:`shared.redaction.remember`) before Apprise, which does
+log topics and numbers, sees it.
 
 Action buttons: Apprise's ntfy plugin takes an ``actions`` option (ntfy's ``X-Actions``
 header, up to three buttons); no other plugin has arbitrary buttons (its ``click`` is one
@@ -21,13 +23,14 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from apprise import Apprise, AppriseAsset
 from apprise.plugins import NotifyBase, url_to_dict
 from apprise.result import AppriseResult, AppriseResultStatus
 
 from services.notifier.render import NTFY_SCHEMES
+from shared.redaction import mask, remember, url_secrets
 
 log = logging.getLogger("tandem.notifier.channels")
 
@@ -134,6 +137,7 @@ class Channels:
         ``buttons``: ntfy's ``X-Actions`` value (``render.ntfy_actions``); used only by an
         ntfy channel, ignored by any other.
         """
+        remember(url)  # Apprise logs topics and numbers; the log filter now masks them
         service = self._instantiate(url, buttons)
         if service is None:
             return SendResult(Outcome.FAILED, "unsupported or invalid channel URL")
@@ -165,20 +169,12 @@ class Channels:
             result.close()
 
 
-def _secrets(url: str) -> set[str]:
-    """Every piece of ``url`` that may be private: credentials, host, path segments (phone
-    numbers, tokens), query values (``to=`` addresses, API keys)."""
-    parts = urlsplit(url)
-    pieces = {url, parts.netloc, parts.hostname or "", parts.username or "", parts.password or ""}
-    pieces |= {unquote(seg) for seg in parts.path.split("/")}
-    for values in parse_qs(parts.query).values():
-        pieces |= {v for value in values for v in (value, *value.split(","))}
-    return {p for p in pieces if len(p) > 3}
-
-
 def _scrub(result: SendResult, url: str) -> SendResult:
-    """Remove anything private from the URL out of an error text meant for logs/events."""
+    """Remove anything private from the URL (:func:`shared.redaction.url_secrets`), and
+    any phone number or e-mail address (:func:`shared.redaction.mask`), out of an error
+    text meant for logs/events."""
     error = result.error
-    for secret in sorted(_secrets(url), key=len, reverse=True):
+    for secret in sorted(url_secrets(url), key=len, reverse=True):
         error = error.replace(secret, "***")
+    error = mask(error)
     return SendResult(result.outcome, error) if error != result.error else result

@@ -108,3 +108,14 @@ async def test_the_page_and_its_files_are_served_from_the_package() -> None:
     assert all(r.headers["cache-control"] == "no-store" for r in (page, css, js))
     assert 'href="inbox.css"' in page.text and 'src="inbox.js"' in page.text
     assert ".phone" in css.text and 'fetch("state.json"' in js.text
+
+
+def test_addresses_are_matched_through_masked_paths_too() -> None:
+    partners = [
+        {"id": "prt_sam", "channels": [{"redacted": "json://127.0.0.1:4000/s***ne?method=POST"}]},
+        {"id": "prt_alex", "channels": [{"redacted": "ntfy://127.0.0.1:4000/a***ne"}]},
+        {"id": "prt_kim", "channels": [{"redacted": "json://127.0.0.1:4000/***"}]},
+    ]
+    assert owner_of("sam-phone", partners) == "prt_sam"
+    assert owner_of("alex-phone", partners) == "prt_alex"
+    assert owner_of("kim", partners) is None  # "***" names nobody

@@ -25,7 +25,7 @@ from services.scheduler.api.schemas import CoupleIn, CouplePatch, PartnerIn
 from services.scheduler.rituals import Channel, Couple, Partner
 from shared.events import ChannelKind, QuietHours
 from shared.ids import new_id
-from shared.redaction import redact
+from shared.redaction import redact, remember
 
 router = APIRouter(tags=["couples"], dependencies=[Depends(fair)])
 
@@ -74,7 +74,9 @@ def _channel(
     url: str, kind: ChannelKind, loc: list[str | int], asset: apprise.AppriseAsset
 ) -> Channel:
     """A channel for an Apprise URL this deployment can load; the URL itself is only shown
-    redacted."""
+    redacted (:func:`shared.redaction.redact`: scheme, host and masked path and query).
+    Couples stored before keep the ``redacted`` string they were given."""
+    remember(url)  # masked in this process's log lines from now on
     service = apprise.Apprise.instantiate(url, asset=asset)
     if service is None or isinstance(service, bool):
         raise Invalid(loc, "not an Apprise URL Tandem can load (unknown scheme or bad parameters)")
