@@ -15,12 +15,21 @@ import pytest
 
 from services.scheduler.api import deps
 from shared import links
-from shared.ids import OccurrenceId
+from shared.ids import OccurrenceId, new_id
 from shared.redis import Keys, make_redis
 from shared.secrets import SecretBox
 from shared.topics import RITUAL_DUE
 from shared.vault import Vault
+from tandem.inbox import Inbox
+from tandem.notifier_harness import (
+    make_nudge,
+    publish_nudges,
+    running_notifier,
+    store_couple,
+    watching,
+)
 from tests.support.kafka import TopicReader
+from tests.support.notifier import fast, two_partners
 from tests.support.scheduler import ADMIN, couple_body, running_scheduler
 
 
@@ -277,3 +286,24 @@ async def test_with_only_the_new_key_old_links_and_feeds_stop(module_infra) -> N
             "calendar_feed"
         ]
         assert (await api.get(_feed_path(feed_b))).status_code == 200
+
+
+async def test_after_rotation_the_notifier_delivers_with_only_the_new_key(
+    infra, inbox: Inbox
+) -> None:
+    key_a, key_b = SecretBox.generate_key(), SecretBox.generate_key()
+    couple = two_partners(inbox, new_id("rot"))
+    await store_couple(fast(infra, secret_key=key_a), couple)  # channels written under A
+    redis = make_redis(infra.settings())
+    try:
+        vault = Vault(redis, Keys(infra.prefix), SecretBox(key_b, [key_a]))
+        done = await vault.rotate()
+        assert done.rotated >= 2 and done.unreadable == 0
+    finally:
+        await redis.aclose()
+    only_b = fast(infra, secret_key=key_b)
+    async with watching(only_b) as out, running_notifier(only_b):
+        await publish_nudges(only_b, make_nudge(couple))
+        await out.wait_for(lambda o: len([d for d in o.delivered if d.couple_id == couple.id]) >= 2)
+    assert not [f for f in out.failed if f.couple_id == couple.id]
+    assert len(inbox.received) >= 2
