@@ -4,6 +4,10 @@ A link is ``<public url>/a/<token>``; the token carries the couple, occurrence, 
 action and expiry, and an HMAC-SHA256 over all of them keyed by ``TANDEM_SECRET_KEY``. So a
 link cannot be altered to act for another partner, another occurrence or another couple,
 and it stops working when it expires.
+
+Key rotation: links are signed with the current key only, but :func:`verify` accepts several
+keys (the current one and ``TANDEM_OLD_SECRET_KEYS``), so the links in nudges already sent
+keep working while the old key is still configured (links live 3 days).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -67,15 +72,17 @@ def sign(key: str, grant: Grant) -> str:
     return f"{_b64(payload)}.{_b64(_mac(key, payload))}"
 
 
-def verify(key: str, token: str, *, now: float | None = None) -> Grant:
-    """The grant a token carries; :class:`LinkError` if it is malformed, forged or expired."""
+def verify(key: str | Sequence[str], token: str, *, now: float | None = None) -> Grant:
+    """The grant a token carries; :class:`LinkError` if it is malformed, forged or expired.
+    ``key`` may be several keys (current first, then old ones): any of them may have signed."""
+    keys = [key] if isinstance(key, str) else list(key)
     try:
         body, mac = token.split(".", 1)
         payload = _unb64(body)
         given = _unb64(mac)
     except ValueError:
         raise LinkError("malformed link") from None
-    if not hmac.compare_digest(given, _mac(key, payload)):
+    if not any(hmac.compare_digest(given, _mac(k, payload)) for k in keys):
         raise LinkError("link signature does not match")
     try:
         couple_id, occurrence_id, partner_id, action, expires, minutes = json.loads(payload)

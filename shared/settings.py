@@ -42,8 +42,12 @@ class Settings(BaseSettings):
     # Where partners' phones reach the API, for the action links in nudges
     # (default: http://<api_host>:<api_port>).
     public_url: str | None = None
-    # Fernet key (urlsafe base64, 32 bytes) that encrypts channel URLs at rest.
+    # Fernet key (urlsafe base64, 32 bytes) that encrypts channel URLs at rest (and from
+    # which the keys of action links and calendar feeds are derived).
     secret_key: str | None = None
+    # Keys being rotated out, comma-separated: they still decrypt channel URLs and verify
+    # action links and feed URLs, but never encrypt or sign (see `tandem rotate-keys`).
+    old_secret_keys: str = ""
     # Limits and fairness (see the README's "Input rules"). Caps answer 409 (rituals,
     # goals) or 422 (channels) with the reason.
     max_rituals_per_couple: int = Field(default=20, ge=1)
@@ -93,6 +97,16 @@ class Settings(BaseSettings):
         if not self.secret_key:
             raise ValueError(SECRET_KEY_MISSING)
         return self.secret_key
+
+    def old_keys(self) -> list[str]:
+        """``old_secret_keys`` as a list (empty items dropped)."""
+        return [k.strip() for k in self.old_secret_keys.split(",") if k.strip()]
+
+    def secret_keys(self) -> list[str]:
+        """The current secret key first, then the old ones still accepted; ValueError if the
+        current one is not set."""
+        current = self.require_secret_key()
+        return [current, *(k for k in self.old_keys() if k != current)]
 
     def require_admin_token(self) -> str:
         """``admin_token``, which the scheduler API requires; ValueError if it is not set."""

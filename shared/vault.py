@@ -5,10 +5,33 @@ next delivery attempt."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from redis.asyncio.client import Pipeline
 
 from shared.redis import Keys, StrRedis
 from shared.secrets import SecretBox
+
+# Replace one channel's ciphertext only if it is still the one that was read (a channel
+# the scheduler rewrote meanwhile is left as it is).
+_SWAP = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+@dataclass
+class Rotation:
+    """What :meth:`Vault.rotate` did: couples seen, channel URLs re-encrypted, already
+    under the current key, and unreadable (no configured key opens them)."""
+
+    couples: int = 0
+    rotated: int = 0
+    current: int = 0
+    unreadable: int = 0
 
 
 class Vault:
@@ -16,6 +39,7 @@ class Vault:
         self.redis = redis
         self.keys = keys
         self.box = box
+        self._swap = redis.register_script(_SWAP)
 
     def _channels(self, couple_id: str) -> str:
         return self.keys("vault", couple_id, "channels")
@@ -50,3 +74,24 @@ class Vault:
 
     async def exists(self, couple_id: str) -> bool:
         return bool(await self.redis.exists(self._channels(couple_id)))
+
+    async def rotate(self) -> Rotation:
+        """Re-encrypt every stored channel URL under the box's current key (the old keys
+        still decrypt them until then). Idempotent: a URL already under the current key is
+        left alone, so a second run re-encrypts nothing."""
+        done = Rotation()
+        async for key in self.redis.scan_iter(match=self.keys("vault", "*", "channels")):
+            done.couples += 1
+            for channel_id, token in (await self.redis.hgetall(key)).items():
+                if self.box.is_current(token):
+                    done.current += 1
+                    continue
+                try:
+                    fresh = self.box.rotate(token)
+                except ValueError:
+                    done.unreadable += 1
+                    continue
+                swapped = await self._swap(keys=[key], args=[channel_id, token, fresh])
+                done.rotated += int(swapped)
+                done.current += 1 - int(swapped)  # rewritten meanwhile, by the scheduler
+        return done

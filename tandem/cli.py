@@ -10,15 +10,19 @@ import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, NoReturn
+from urllib.parse import urlsplit
 
 import typer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from shared.kafka import ensure_topics
+from shared.redis import Keys, make_redis
 from shared.secrets import SecretBox
 from shared.settings import Settings
 from shared.topics import ALL_TOPICS, dlq
+from shared.vault import Rotation, Vault
 
 app = typer.Typer(
     help="Tandem: reminders that keep couples' rituals alive.",
@@ -109,6 +113,47 @@ def dev(
 def keygen() -> None:
     """Print a new key for TANDEM_SECRET_KEY."""
     typer.echo(SecretBox.generate_key())
+
+
+@app.command("rotate-keys")
+def rotate_keys() -> None:
+    """Re-encrypt every stored channel URL with TANDEM_SECRET_KEY (the current key).
+
+    Run it with the new key in TANDEM_SECRET_KEY and the old one(s) in
+    TANDEM_OLD_SECRET_KEYS; afterwards the old keys can be dropped. Safe to repeat: a URL
+    already under the current key is left alone."""
+    settings = _kafka_settings()
+    try:
+        box = SecretBox(settings.require_secret_key(), settings.old_keys())
+    except ValueError as exc:
+        _fail(str(exc))
+
+    async def rotate() -> Rotation:
+        redis = make_redis(settings)
+        try:
+            return await Vault(redis, Keys(settings.redis_prefix), box).rotate()
+        finally:
+            await redis.aclose()
+
+    try:
+        done = asyncio.run(asyncio.wait_for(rotate(), 300))
+    except (RedisError, OSError, TimeoutError) as exc:
+        _fail(f"cannot rotate the keys in Redis at {_redis_where(settings)}: {_why(exc)}")
+    typer.echo(
+        f"{done.couples} couple(s): re-encrypted {done.rotated} channel URL(s) with the "
+        f"current key, {done.current} already current, {done.unreadable} unreadable"
+    )
+    if done.unreadable:
+        _fail(
+            f"{done.unreadable} channel URL(s) open with none of the configured keys: "
+            "add the key they were written with to TANDEM_OLD_SECRET_KEYS and run again"
+        )
+
+
+def _redis_where(settings: Settings) -> str:
+    """Where Redis is, without the password a Redis URL may carry."""
+    url = urlsplit(settings.redis_url)
+    return f"{url.hostname or '?'}:{url.port or 6379}"
 
 
 @app.command("run")

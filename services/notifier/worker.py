@@ -109,7 +109,7 @@ def build(settings: Settings) -> Notifier:
     service = Service(SERVICE, settings, bind=bind)
     keys = Keys(settings.redis_prefix)
     store = NotifierStore(service.redis, keys)
-    vault = Vault(service.redis, keys, SecretBox(secret_key))
+    vault = Vault(service.redis, keys, SecretBox(secret_key, settings.old_keys()))
     channels = Channels(
         connect_timeout=settings.delivery_connect_timeout,
         read_timeout=settings.delivery_read_timeout,

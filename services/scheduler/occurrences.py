@@ -145,15 +145,19 @@ def scheduled_due(
     return ritual_due(couple, ritual, track, slot, catch_up=catch_up, goals=goals)
 
 
-def manual_due(couple: Couple, ritual: Ritual, track: Track, now: datetime) -> RitualDue:
+def manual_due(
+    couple: Couple, ritual: Ritual, track: Track, now: datetime, nonce: str
+) -> RitualDue:
     """A "send us a test nudge now": a firing of ``track`` at this second (see
-    :func:`rituals.slot_at` for its slot)."""
+    :func:`rituals.slot_at` for its slot), an occurrence of its own however many triggers
+    share the second: its id carries the trigger's ``nonce`` (:func:`shared.ids.manual_nonce`)."""
     slot = rituals.slot_at(couple, ritual, track, now.astimezone(UTC).replace(microsecond=0))
+    occurrence = OccurrenceId(track.ritual_id, slot.instant, track.partner_id, manual=nonce)
     return _due(
         couple,
         ritual,
         slot,
-        occurrence_id=rituals.occurrence_of(track, slot.instant),
+        occurrence_id=str(occurrence),
         recipients=_recipients(couple, track),
         purpose=purpose_of(ritual),
         trigger="manual",

@@ -16,6 +16,7 @@ from services.scheduler import occurrences, recurrence, rituals
 from services.scheduler.firing import outgoing_due
 from services.scheduler.rituals import Couple, Ritual, ScheduleSpec
 from services.scheduler.store import Outgoing, SchedulerStore
+from shared.ids import manual_nonce
 
 # An accepted rule must be cheap to evaluate for this long: a rule that dateutil walks from
 # its start (one with month or year structure) costs more each year, and a minutely one with
@@ -138,8 +139,10 @@ def _track_upcoming(
 
 def manual_trigger(couple: Couple, ritual: Ritual, now: datetime) -> list[Outgoing]:
     """The ``ritual.due`` events of a "send a test nudge now": one per track, for this
-    second, with the planner of the track's next real firing."""
+    second, with the planner of the track's next real firing. Each call is a new occurrence
+    (one fresh nonce shared by its tracks), so no two triggers are ever deduplicated."""
+    nonce = manual_nonce()
     return [
-        outgoing_due(occurrences.manual_due(couple, ritual, track, now))
+        outgoing_due(occurrences.manual_due(couple, ritual, track, now, nonce))
         for track in rituals.tracks(couple, ritual)
     ]

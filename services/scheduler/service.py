@@ -88,7 +88,7 @@ class Scheduler:
         self.broker = self.service.broker
         keys = Keys(settings.redis_prefix)
         self.store = SchedulerStore(
-            self.redis, keys, Vault(self.redis, keys, SecretBox(secret_key))
+            self.redis, keys, Vault(self.redis, keys, SecretBox(secret_key, settings.old_keys()))
         )
         self.history = NudgeHistory(self.redis, keys)
         self.subscriber = subscribe_history(self.service, self.history)

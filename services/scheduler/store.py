@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from redis.exceptions import WatchError
 
 from services.scheduler.goals import Goal
 from services.scheduler.rituals import Couple, Ritual
@@ -77,6 +80,22 @@ while i <= #ARGV do
   end
 end
 return committed
+"""
+
+_ONCE = """
+-- KEYS: idempotency key, outbox, outbox payloads
+-- ARGV: answer, ttl seconds, visible_at, then n x (id, payload)
+-- The first request under a key records its answer and queues its events, atomically;
+-- a repeat gets the recorded answer and queues nothing.
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) == false then
+  return redis.call('GET', KEYS[1])
+end
+for i = 4, #ARGV, 2 do
+  if redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[i + 1]) == 1 then
+    redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[i])
+  end
+end
+return false
 """
 
 _LEASE = """
@@ -136,6 +155,7 @@ class SchedulerStore:
         self._claim = redis.register_script(_CLAIM)
         self._commit = redis.register_script(_COMMIT)
         self._lease = redis.register_script(_LEASE)
+        self._once = redis.register_script(_ONCE)
 
     # -- keys ---------------------------------------------------------------------------
     def _couple(self, couple_id: str) -> str:
@@ -152,6 +172,12 @@ class SchedulerStore:
 
     def _ritual(self, ritual_id: str) -> str:
         return self.k("sched", "ritual", ritual_id)
+
+    def _couple_feed(self, couple_id: str) -> str:
+        return self.k("sched", "couple", couple_id, "feed")
+
+    def _idempotency(self, scope: str, ritual_id: str, key: str) -> str:
+        return self.k("sched", "idem", scope, ritual_id, hashlib.sha256(key.encode()).hexdigest())
 
     @property
     def _due(self) -> str:
@@ -201,11 +227,41 @@ class SchedulerStore:
         found: str | None = await self.redis.get(self._token(token_hash(token)))
         return found
 
+    async def rotate_token(self, couple_id: str, token: str) -> None:
+        """Make ``token`` the couple's one token: the old one stops working at once."""
+        digest = token_hash(token)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(self._couple_token(couple_id))
+                    old = await pipe.get(self._couple_token(couple_id))
+                    pipe.multi()
+                    if old:
+                        pipe.delete(self._token(str(old)))
+                    pipe.set(self._token(digest), couple_id)
+                    pipe.set(self._couple_token(couple_id), digest)
+                    await pipe.execute()
+                    return
+                except WatchError:  # rotated concurrently: rotate again over that one
+                    continue
+
+    async def feed_generation(self, couple_id: str) -> str:
+        """What the couple's calendar feed token is derived from besides the key: "0"
+        until the feed is first rotated, then a random value per rotation."""
+        found: str | None = await self.redis.get(self._couple_feed(couple_id))
+        return found or "0"
+
+    async def rotate_feed(self, couple_id: str) -> str:
+        """A new feed generation for the couple (so a new feed URL); returns it."""
+        generation = secrets.token_hex(8)
+        await self.redis.set(self._couple_feed(couple_id), generation)
+        return generation
+
     async def delete_couple(self, couple: Couple, rituals: list[Ritual], tracks: list[str]) -> None:
         digest = await self.redis.get(self._couple_token(couple.id))
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._couple(couple.id), self._couple_rituals(couple.id))
-            pipe.delete(self._couple_token(couple.id))
+            pipe.delete(self._couple_token(couple.id), self._couple_feed(couple.id))
             if digest:
                 pipe.delete(self._token(digest))
             pipe.delete(self._goals(couple.id))
@@ -305,6 +361,32 @@ class SchedulerStore:
                 pipe.hsetnx(self._outbox_payloads, event.id, event.encode())
                 pipe.zadd(self._outbox, {event.id: visible_at}, nx=True)
             await pipe.execute()
+
+    async def idempotent_answer(self, scope: str, ritual_id: str, key: str) -> str | None:
+        """The answer recorded under an idempotency ``key`` (see :meth:`enqueue_once`)."""
+        found: str | None = await self.redis.get(self._idempotency(scope, ritual_id, key))
+        return found
+
+    async def enqueue_once(
+        self,
+        scope: str,
+        ritual_id: str,
+        key: str,
+        answer: str,
+        ttl: int,
+        visible_at: float,
+        events: Sequence[Outgoing],
+    ) -> str | None:
+        """:meth:`enqueue` under an idempotency ``key`` (per ``scope`` and ritual): the first
+        call records ``answer`` for ``ttl`` seconds and queues ``events``, atomically, and
+        returns None; a repeat within ``ttl`` queues nothing and returns the recorded
+        answer."""
+        args: list[str | float] = [answer, ttl, visible_at]
+        for event in events:
+            args += [event.id, event.encode()]
+        keys = [self._idempotency(scope, ritual_id, key), self._outbox, self._outbox_payloads]
+        found: str | None = await self._once(keys=keys, args=args)
+        return found
 
     async def lease_outbox(self, now: float, lease_until: float, limit: int) -> list[Outgoing]:
         ids = await self._lease(keys=[self._outbox], args=[now, lease_until, limit])

@@ -233,13 +233,16 @@ async def test_quiet_hours_hold_until_the_window_ends(infra, inbox: Inbox, polic
         assert by[alex.id].delivered_at.timestamp() < window_end - 1
 
 
-async def test_custom_plugin_channel(infra, inbox: Inbox, tmp_path: Path) -> None:
+async def test_custom_plugin_channel(
+    infra, inbox: Inbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = fast(infra)
+    monkeypatch.setenv("TANDEMLOG_DIR", str(tmp_path))  # the plugin writes only below it
     log_file = tmp_path / "sam.jsonl"
     couple = Couple(
         id="cpl_plugin",
         partners=[
-            Partner("sam", [("c_sam_log", "push", f"tandemlog://{log_file}")]),
+            Partner("sam", [("c_sam_log", "push", "tandemlog://sam.jsonl")]),
             Partner("alex", [("c_alex_push", "push", inbox.json_url("alex-plugin"))]),
         ],
     )

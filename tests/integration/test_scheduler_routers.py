@@ -3,6 +3,7 @@ depends on is provided through ``app.state`` and ``app.dependency_overrides``.""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from typing import Any
@@ -136,10 +137,11 @@ async def test_rituals_plan_from_the_clock_and_trigger_wakes_the_publisher(infra
         ]
         triggered = await api.post(f"/v1/rituals/{ritual['id']}/trigger")
         assert triggered.status_code == 202
-        assert triggered.json()["occurrence_id"] == f"{ritual['id']}@20260310T120000Z"
+        occurrence = triggered.json()["occurrence_id"]  # this second, and a nonce of its own
+        assert re.fullmatch(rf"{ritual['id']}@20260310T120000Z~manual\.[0-9a-f]{{8}}", occurrence)
         assert woken == [True]
         sent = await store.lease_outbox(now.timestamp(), now.timestamp() + 30, 10)
-        assert [o.id for o in sent] == [triggered.json()["occurrence_id"]]
+        assert [o.id for o in sent] == [occurrence]
 
 
 async def test_action_link_page_changes_nothing_and_escapes(infra, store) -> None:

@@ -110,3 +110,20 @@ def test_invalid_setting_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     result = runner.invoke(app, ["topics", "--wait", "0"])
     assert result.exit_code == 1
     assert "invalid setting: TANDEM_TOPIC_PARTITIONS" in result.output
+
+
+def test_rotate_keys_needs_a_key_and_says_when_redis_is_unreachable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TANDEM_SECRET_KEY", raising=False)
+    result = runner.invoke(app, ["rotate-keys"])
+    assert result.exit_code == 1 and "TANDEM_SECRET_KEY must be set" in result.output
+    monkeypatch.setenv("TANDEM_SECRET_KEY", Fernet.generate_key().decode())
+    monkeypatch.setenv("TANDEM_OLD_SECRET_KEYS", "not-a-key")
+    result = runner.invoke(app, ["rotate-keys"])
+    assert result.exit_code == 1 and "TANDEM_OLD_SECRET_KEYS" in result.output
+    monkeypatch.delenv("TANDEM_OLD_SECRET_KEYS")
+    monkeypatch.setenv("TANDEM_REDIS_URL", f"redis://:hunter2@127.0.0.1:{free_port()}/0")
+    result = runner.invoke(app, ["rotate-keys"])
+    assert result.exit_code == 1 and "cannot rotate the keys in Redis" in result.output
+    assert "hunter2" not in result.output

@@ -123,3 +123,18 @@ def test_selection_key_couple_day() -> None:
     assert selection_key(other_ritual) != selection_key(berlin)
     together = _due(delivery="together", occurrence_id="rit_1@20261123T063000Z")
     assert selection_key(together) == "rit_1@20261123T063000Z"
+
+
+def test_two_manual_triggers_in_one_second_choose_apart() -> None:
+    """A "together" test nudge is its own occurrence, so it draws its own prompt; its snooze
+    reads the prompt of the trigger it came from."""
+    first = _due(delivery="together", occurrence_id="rit_1@20261123T063000Z~manual.0badcafe")
+    second = _due(delivery="together", occurrence_id="rit_1@20261123T063000Z~manual.5eed1e55")
+    assert selection_key(first) != selection_key(second)
+    assert selection_key(first) != "rit_1@20261123T063000Z"  # nor the scheduled firing's
+    snoozed = _due(
+        delivery="together",
+        occurrence_id="rit_1@20261123T063000Z/p1~manual.0badcafe~snooze",
+        origin_occurrence_id="rit_1@20261123T063000Z~manual.0badcafe",
+    )
+    assert selection_key(snoozed) == selection_key(first)

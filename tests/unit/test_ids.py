@@ -21,9 +21,23 @@ def test_occurrence_ids_parse_with_partner_and_suffix() -> None:
         "cpl_x@20261122T200000Z",
         "rit_x@20261122T2000~both",  # a celebration: a slot, not an answerable occurrence
         "rit_x@20261122T200000Z~later",
+        "rit_x@20261122T200000Z~manual.XYZ",  # a nonce is 8 hex digits
+        "rit_x@20261122T200000Z~manual",
+        "rit_x@20261122T200000Z~snooze~manual.0badcafe",  # the nonce comes first
+        "rit_x@20261122T200000Z~snooze~snooze",
     ):
         with pytest.raises(ValueError):
             OccurrenceId.parse(bad)
+
+
+def test_a_manual_trigger_is_named_by_its_nonce() -> None:
+    ref = OccurrenceId.parse("rit_abc@20261122T200000Z/prt_s~manual.0badcafe")
+    assert (ref.partner_id, ref.manual, ref.derivation) == ("prt_s", "0badcafe", None)
+    snoozed = ref.snoozed("prt_s")
+    assert str(snoozed) == "rit_abc@20261122T200000Z/prt_s~manual.0badcafe~snooze"
+    assert OccurrenceId.parse(str(snoozed)) == snoozed and snoozed.origin == ref
+    with pytest.raises(ValueError):
+        OccurrenceId("rit_abc", ref.instant, manual="nothex!!")
 
 
 def test_the_wire_format_is_fixed() -> None:
@@ -49,6 +63,7 @@ occurrences = st.builds(
     ),
     partner_id=st.none() | ids,
     derivation=st.none() | st.just("snooze"),
+    manual=st.none() | st.from_regex(r"[0-9a-f]{8}", fullmatch=True),
 )
 
 
@@ -65,4 +80,6 @@ def test_occurrence_ids_round_trip(occurrence: OccurrenceId) -> None:
 def test_a_snooze_names_its_origin(occurrence: OccurrenceId, partner: str) -> None:
     snoozed = OccurrenceId.parse(str(occurrence.snoozed(partner)))
     assert snoozed.partner_id == partner and snoozed.derivation == "snooze"
-    assert snoozed.origin == OccurrenceId(occurrence.ritual_id, occurrence.instant, partner)
+    assert snoozed.origin == OccurrenceId(
+        occurrence.ritual_id, occurrence.instant, partner, manual=occurrence.manual
+    )

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.scheduler import occurrences, rituals
+from services.scheduler import occurrences, planning, rituals
 from services.scheduler.rituals import Channel, Couple, Partner, Ritual, ScheduleSpec
 from shared.events import RitualKept, WeeklySummary
 from shared.ids import OccurrenceId
@@ -106,10 +106,10 @@ def test_a_manual_trigger_is_its_own_second_with_the_next_firings_turn() -> None
     (track,) = rituals.tracks(COUPLE, r)
     now = datetime(2026, 11, 22, 12, 0, 5, 999_999, tzinfo=UTC)
     upcoming = first_slot(r, track, now)
-    due = occurrences.manual_due(COUPLE, r, track, now)
+    due = occurrences.manual_due(COUPLE, r, track, now, "0badcafe")
     assert due.trigger == "manual" and due.purpose == "ritual"
     assert due.scheduled_for == now.replace(microsecond=0) and due.ordinal == upcoming.ordinal
-    assert due.occurrence_id == "rit_evening_checkin@20261122T120005Z"
+    assert due.occurrence_id == "rit_evening_checkin@20261122T120005Z~manual.0badcafe"
     assert due.wall_time == datetime(2026, 11, 22, 13, 0, 5)  # Berlin
     # the answer finds the same slot from the id alone
     ref = OccurrenceId.parse(due.occurrence_id)
@@ -117,7 +117,23 @@ def test_a_manual_trigger_is_its_own_second_with_the_next_firings_turn() -> None
     # and a manual trigger on a weekly summary is a summary (without numbers)
     summary = ritual("weekly_summary")
     (summary_track,) = rituals.tracks(COUPLE, summary)
-    assert occurrences.manual_due(COUPLE, summary, summary_track, now).purpose == "summary"
+    assert occurrences.manual_due(COUPLE, summary, summary_track, now, "0badcafe").purpose == (
+        "summary"
+    )
+
+
+def test_two_manual_triggers_in_one_second_are_two_occurrences() -> None:
+    r = ritual(delivery="local")
+    now = datetime(2026, 11, 22, 12, 0, 5, tzinfo=UTC)
+    first = planning.manual_trigger(COUPLE, r, now)
+    second = planning.manual_trigger(COUPLE, r, now)
+    assert len(first) == len(second) == 2  # one per partner's track
+    assert not {e.id for e in first} & {e.id for e in second}
+    for event in first:  # each names its own partner, its second and the trigger's nonce
+        ref = OccurrenceId.parse(event.id)
+        assert ref.manual is not None and ref.instant == now and ref.derivation is None
+    # the tracks of one trigger share its nonce
+    assert len({OccurrenceId.parse(e.id).manual for e in first}) == 1
 
 
 def test_a_scheduled_instant_belongs_to_its_slot() -> None:

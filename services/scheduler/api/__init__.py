@@ -13,7 +13,17 @@ import apprise
 from fastapi import FastAPI
 
 from services.content.decks import Catalog, load_catalog
-from services.scheduler.api import answers, couples, errors, feeds, goals, nudges, ops, rituals
+from services.scheduler.api import (
+    answers,
+    couples,
+    errors,
+    feeds,
+    goals,
+    nudges,
+    ops,
+    rituals,
+    tokens,
+)
 from services.scheduler.api.deps import Readiness
 from services.scheduler.api.fairness import RateLimits
 from services.scheduler.history import NudgeHistory
@@ -22,7 +32,7 @@ from services.scheduler.store import SchedulerStore
 from shared.settings import Settings
 
 # In this order, so the OpenAPI document lists the paths as it always has.
-ROUTERS = (ops, couples, rituals, nudges, answers, goals, feeds)
+ROUTERS = (ops, couples, rituals, nudges, answers, goals, feeds, tokens)
 
 
 def create_app(

@@ -19,7 +19,7 @@ from services.scheduler.api.deps import (
     Keeper,
     Now,
     OnEnqueue,
-    SecretKey,
+    SecretKeys,
     Store,
     occurrence_ref,
 )
@@ -102,13 +102,13 @@ async def ack(
 
 @router.post("/a/{token}")
 async def link_post(
-    token: str, request: Request, secret_key: SecretKey, store: Store, answers: Answers
+    token: str, request: Request, secret_keys: SecretKeys, store: Store, answers: Answers
 ) -> Response:
     """A signed action link acted on (its page's button, or a notification's action
     button): no other credential. HTML for a browser, JSON otherwise."""
     browser = "text/html" in request.headers.get("accept", "")
     try:
-        grant = _granted(secret_key, token)
+        grant = _granted(secret_keys, token)
         couple = await store.get_couple(grant.couple_id)
         if couple is None:
             raise HTTPException(404, "couple not found")
@@ -128,11 +128,11 @@ async def link_post(
 
 
 @router.get("/a/{token}", response_class=HTMLResponse)
-async def link_get(token: str, request: Request, secret_key: SecretKey) -> HTMLResponse:
+async def link_get(token: str, request: Request, secret_keys: SecretKeys) -> HTMLResponse:
     """A signed action link opened from a nudge: a page with one button. Opening it
     changes nothing, so a chat app's link preview cannot mark a ritual done."""
     try:
-        grant = _granted(secret_key, token)
+        grant = _granted(secret_keys, token)
     except HTTPException as exc:
         return _refused(request, exc)
     label = BUTTON_LABELS[grant.action].format(minutes=grant.minutes or links.SNOOZE_MINUTES)
@@ -145,10 +145,11 @@ def _refused(request: Request, exc: HTTPException) -> HTMLResponse:
     return templates.TemplateResponse(request, "page.html", context, status_code=exc.status_code)
 
 
-def _granted(secret_key: str, token: str) -> links.Grant:
-    """What a signed link grants: 410 once expired, 403 when forged, 400 when garbled."""
+def _granted(secret_keys: list[str], token: str) -> links.Grant:
+    """What a signed link grants (signed by the current key or an old one still
+    configured): 410 once expired, 403 when forged, 400 when garbled."""
     try:
-        return links.verify(secret_key, token)
+        return links.verify(secret_keys, token)
     except links.LinkError as exc:
         status = 410 if "expired" in str(exc) else 403 if "signature" in str(exc) else 400
         raise HTTPException(status, str(exc)) from None

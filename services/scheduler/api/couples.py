@@ -30,6 +30,11 @@ from shared.redaction import redact, remember
 router = APIRouter(tags=["couples"], dependencies=[Depends(fair)])
 
 
+def new_token() -> str:
+    """A new couple token (only its hash is stored)."""
+    return f"ct_{secrets.token_urlsafe(24)}"
+
+
 @router.post("/v1/couples", status_code=201)
 async def create_couple(
     body: CoupleIn,
@@ -47,7 +52,7 @@ async def create_couple(
         _partner(p, ["body", "partners", i], asset, urls) for i, p in enumerate(body.partners)
     ]
     couple = Couple(id=new_id("cpl"), name=body.name, partners=partners, created_at=now)
-    token = f"ct_{secrets.token_urlsafe(24)}"
+    token = new_token()
     await store.create_couple(couple, token, urls)
     return {**couple.model_dump(mode="json"), "token": token}
 
@@ -85,10 +90,15 @@ def _channel(
 
 @router.get("/v1/couples/{couple_id}")
 async def get_couple(
-    couple_id: str, caller: CurrentCaller, settings: AppSettings, secret_key: SecretKey
+    couple_id: str,
+    caller: CurrentCaller,
+    settings: AppSettings,
+    secret_key: SecretKey,
+    store: Store,
 ) -> dict[str, Any]:
     couple = await caller.couple(couple_id)
-    feed = feed_url(settings.api_url, secret_key, couple.id)
+    generation = await store.feed_generation(couple.id)
+    feed = feed_url(settings.api_url, secret_key, couple.id, generation)
     return {**couple.model_dump(mode="json"), "calendar_feed": feed}
 
 

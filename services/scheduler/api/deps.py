@@ -41,6 +41,12 @@ def secret_key(settings: Annotated[Settings, Depends(settings)]) -> str:
     return settings.require_secret_key()
 
 
+def secret_keys(settings: Annotated[Settings, Depends(settings)]) -> list[str]:
+    """The keys that may have signed a link or feed URL: the current one first, then
+    ``TANDEM_OLD_SECRET_KEYS`` (while a key rotation is under way)."""
+    return settings.secret_keys()
+
+
 def store(request: Request) -> SchedulerStore:
     found: SchedulerStore = request.app.state.store
     return found
@@ -88,6 +94,7 @@ def now() -> datetime:
 
 AppSettings = Annotated[Settings, Depends(settings)]
 SecretKey = Annotated[str, Depends(secret_key)]
+SecretKeys = Annotated[list[str], Depends(secret_keys)]
 Store = Annotated[SchedulerStore, Depends(store)]
 History = Annotated[NudgeHistory, Depends(history)]
 Keeper = Annotated[Keeping, Depends(keeping)]

@@ -1,30 +1,64 @@
-"""The couple's rituals as a calendar feed (iCalendar), for phone calendars."""
+"""The couple's rituals as a calendar feed (iCalendar), for phone calendars.
+
+The feed URL carries a token that is derived, not stored: an HMAC over the couple id and
+the couple's feed *generation*, keyed by a feed key of its own (HKDF of
+``TANDEM_SECRET_KEY`` with the label ``tandem-feed``, so the token never doubles as anything
+else the secret protects). Rotating the feed (``POST /v1/couples/{id}/calendar-feed``) gives
+the couple a new generation, so a new URL, and the old one stops working at once. During a
+key rotation, tokens derived from ``TANDEM_OLD_SECRET_KEYS`` are still accepted.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
+from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
 from services.scheduler import calendar_feed
-from services.scheduler.api.deps import AppSettings, Caller, Now, SecretKey, Store, principal
+from services.scheduler.api.deps import (
+    COUPLE_ID,
+    AppSettings,
+    Caller,
+    CurrentCaller,
+    Now,
+    SecretKeys,
+    Store,
+    principal,
+)
 from services.scheduler.api.fairness import fair
 
 router = APIRouter(tags=["couples"], dependencies=[Depends(fair)])
 
+FEED_LABEL = b"tandem-feed"
 
-def feed_token(secret_key: str, couple_id: str) -> str:
-    """The secret ``feed`` parameter of a couple's calendar URL."""
-    # Derived, not stored: the feed URL is a capability only the secret key can mint.
-    mac = hmac.new(secret_key.encode(), f"feed:{couple_id}".encode(), hashlib.sha256)
+
+def feed_key(secret_key: str) -> bytes:
+    """The key calendar feed tokens are derived with: HKDF-SHA256 of the secret key."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=FEED_LABEL).derive(
+        secret_key.encode()
+    )
+
+
+def feed_token(secret_key: str, couple_id: str, generation: str) -> str:
+    """The secret ``feed`` parameter of a couple's calendar URL, for one feed generation."""
+    mac = hmac.new(feed_key(secret_key), f"{couple_id}:{generation}".encode(), hashlib.sha256)
     return mac.hexdigest()[:32]
 
 
-def feed_url(api_url: str, secret_key: str, couple_id: str) -> str:
+def feed_url(api_url: str, secret_key: str, couple_id: str, generation: str) -> str:
     """The couple's calendar URL, that works without a token."""
-    token = feed_token(secret_key, couple_id)
+    token = feed_token(secret_key, couple_id, generation)
     return f"{api_url}/v1/couples/{couple_id}/calendar.ics?feed={token}"
+
+
+def feed_matches(feed: str, keys: Sequence[str], couple_id: str, generation: str) -> bool:
+    """Whether ``feed`` is the couple's current feed token under any of ``keys``."""
+    return any(hmac.compare_digest(feed, feed_token(key, couple_id, generation)) for key in keys)
 
 
 @router.get("/v1/couples/{couple_id}/calendar.ics")
@@ -32,19 +66,32 @@ async def calendar(
     couple_id: str,
     request: Request,
     settings: AppSettings,
-    secret_key: SecretKey,
+    secret_keys: SecretKeys,
     store: Store,
     now: Now,
     feed: str | None = None,
 ) -> Response:
     """The couple's rituals for phone calendars: with the couple's token, or with the
     secret ``feed`` parameter of the couple's ``calendar_feed`` URL."""
+    if not COUPLE_ID.fullmatch(couple_id):
+        raise HTTPException(404, "couple not found")
     if feed is None:
         who = await principal(request, settings, store)
-    elif hmac.compare_digest(feed, feed_token(secret_key, couple_id)):
+    elif feed_matches(feed, secret_keys, couple_id, await store.feed_generation(couple_id)):
         who = couple_id  # the feed grants its couple's own view
     else:
         raise HTTPException(401, "wrong calendar feed token")
     couple = await Caller(store, who).couple(couple_id)
     body = calendar_feed.feed(couple, await store.list_rituals(couple.id), now=now)
     return Response(body, media_type="text/calendar; charset=utf-8")
+
+
+@router.post("/v1/couples/{couple_id}/calendar-feed")
+async def rotate_feed(
+    couple_id: str, caller: CurrentCaller, settings: AppSettings, store: Store
+) -> dict[str, Any]:
+    """A new calendar feed URL for the couple; the old one stops working at once."""
+    couple = await caller.couple(couple_id)
+    generation = await store.rotate_feed(couple.id)
+    url = feed_url(settings.api_url, settings.require_secret_key(), couple.id, generation)
+    return {"calendar_feed": url}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 
 from services.content.decks import DECKLESS_KINDS, Catalog
 from services.scheduler import planning, rituals
@@ -122,18 +123,64 @@ async def upcoming(
     return {"occurrences": await planning.upcoming(store, couple, ritual, count)}
 
 
+# How long a trigger's Idempotency-Key is remembered.
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Repeat a trigger safely: the same key (per caller and ritual) within "
+        "24 hours answers what the first request answered and queues nothing new.",
+    ),
+]
+
+
 @router.post("/v1/rituals/{ritual_id}/trigger", status_code=202)
 async def trigger(
-    ritual_id: str, caller: CurrentCaller, store: Store, on_enqueue: OnEnqueue, now: Now
+    ritual_id: str,
+    caller: CurrentCaller,
+    store: Store,
+    on_enqueue: OnEnqueue,
+    now: Now,
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
+    """A test nudge now: a new occurrence on every call, unless an ``Idempotency-Key``
+    repeats one of the last 24 hours (then the first call's answer, and nothing new)."""
     ritual, couple = await caller.ritual(ritual_id)
+    scope = caller.who or "admin"  # a key is the caller's own: the couple's, or the admin's
+    if idempotency_key is not None:
+        earlier = await store.idempotent_answer(scope, ritual.id, idempotency_key)
+        if earlier is not None:
+            return _recorded(earlier)
     if couple.paused:
         raise HTTPException(409, "the couple is paused")
     events = planning.manual_trigger(couple, ritual, now)
-    await store.enqueue(now.timestamp(), events)
-    on_enqueue()
     ids = [e.id for e in events]
-    return {"occurrence_id": ids[0], "occurrence_ids": ids}
+    answer = {"occurrence_id": ids[0], "occurrence_ids": ids}
+    if idempotency_key is None:
+        await store.enqueue(now.timestamp(), events)
+    else:
+        earlier = await store.enqueue_once(
+            scope,
+            ritual.id,
+            idempotency_key,
+            json.dumps(answer),
+            IDEMPOTENCY_TTL_SECONDS,
+            now.timestamp(),
+            events,
+        )
+        if earlier is not None:  # a concurrent request with the same key came first
+            return _recorded(earlier)
+    on_enqueue()
+    return answer
+
+
+def _recorded(raw: str) -> dict[str, Any]:
+    answer: dict[str, Any] = json.loads(raw)
+    return answer
 
 
 def _check_deck(catalog: Catalog, kind: str, deck_id: str | None) -> None:

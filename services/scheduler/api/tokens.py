@@ -1,0 +1,23 @@
+"""Rotating a couple's token: a new one, and the old one stops working at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from services.scheduler.api.couples import new_token
+from services.scheduler.api.deps import CurrentCaller, Store
+from services.scheduler.api.fairness import fair
+
+router = APIRouter(tags=["couples"], dependencies=[Depends(fair)])
+
+
+@router.post("/v1/couples/{couple_id}/token")
+async def rotate_token(couple_id: str, caller: CurrentCaller, store: Store) -> dict[str, Any]:
+    """A new token for the couple (with the couple's token or the admin's); the old token
+    is refused from this moment on. The new token is shown only in this answer."""
+    couple = await caller.couple(couple_id)
+    token = new_token()
+    await store.rotate_token(couple.id, token)
+    return {"couple_id": couple.id, "token": token}
