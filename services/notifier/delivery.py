@@ -172,8 +172,8 @@ class Delivery:
           (not the job), so ``tandem dlq replay`` re-drives it as a fresh ``nudge.ready``
           once the cause is fixed; the reason carries the exception (``describe``, URLs
           and numbers masked) and ``errors`` where it was raised (frame locations only);
-        - ``nudge.failed`` final for each of the job's partners, so the history stops
-          showing them as pending;
+        - ``nudge.failed`` final for each of the job's partners not already reached, so
+          the history stops showing them as pending;
         - the job acked, so it never comes back.
 
         If any of that raises (the broker or Redis is down), the job stays claimed and
@@ -211,6 +211,8 @@ class Delivery:
         await self.publish(letter, dlq(NUDGE_READY), nudge.couple_id)
         DEAD_LETTERS.labels(dlq(NUDGE_READY), SERVICE, "handler_error").inc()
         for partner_id in job.partners:
+            if await self.store.sent(nudge.occurrence_id, partner_id):
+                continue  # reached before the error: nothing failed for them
             metrics.FAILED.labels(final="true").inc()
             await self._failed(
                 nudge, partner_id, f"error: {type(exc).__name__}", final=True, attempts=job.errors
