@@ -32,6 +32,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faststream import AckPolicy, BaseMiddleware
+from faststream.exceptions import IgnoredException
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
@@ -324,6 +325,8 @@ class ConsumerPolicy:
             reason = "undecodable" if isinstance(exc, Undecodable) else "rejected"
             await self._settle(message, handler, record, reason=str(exc), kind=reason)
             return None
+        except IgnoredException:
+            raise  # FastStream's own flow control (AckMessage, SkipMessage...): not a failure
         except Exception as exc:
             if is_transient(exc):
                 await self._back_off(handler, "transient failure (%s); redelivering in %.1fs", exc)
