@@ -5,11 +5,15 @@ Consumers are at-least-once: a record's offset is committed only after its handl
 it goes to ``<topic>.dlq`` as a :class:`~shared.events.DeadLetter` with a plain reason, and
 the offset moves on. That covers a record that does not decode into its topic's contract
 (:meth:`ConsumerPolicy.decode`: bad JSON, not an object, wrong fields, an unknown
-``schema_version``) and one a handler rejects by raising :class:`Poison` (a deck that does
-not exist). Anything else (Redis down, broker hiccup) is transient: the record is
-redelivered after a growing pause (:func:`shared.backoff.pause`), so an outage slows a
-consumer down instead of spinning it. :class:`ConsumerPolicy` applies all of this, once,
-for every subscriber of every service.
+``schema_version``), one a handler rejects by raising :class:`Poison` (a deck that does
+not exist), and one whose handler keeps raising anything else (a bug, a stored value the
+code cannot handle): that is retried ``TANDEM_HANDLER_MAX_ATTEMPTS`` times, then
+dead-lettered with the exception, so one bad record cannot stall every couple behind it on
+its partition. Only a *transient* failure (:data:`TRANSIENT`: Redis, broker or network
+down, a timeout) is redelivered without limit, after a growing pause
+(:func:`shared.backoff.pause`), so an outage slows a consumer down instead of spinning it
+or dead-lettering healthy records. :class:`ConsumerPolicy` applies all of this, once, for
+every subscriber of every service.
 """
 
 from __future__ import annotations
@@ -17,31 +21,97 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import ssl
+import traceback
 import weakref
+from collections import OrderedDict
+from pathlib import PurePath
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faststream import AckPolicy, BaseMiddleware
+from faststream.exceptions import IgnoredException
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import events, topics
 from shared.backoff import pause
 from shared.events import SCHEMA_VERSION, DeadLetter
 from shared.ops import broker_middlewares
+from shared.redaction import mask
 from shared.settings import Settings
 from shared.topics import ALL_TOPICS, dlq
 
 log = logging.getLogger("tandem.kafka")
 
 DEAD_LETTERS = Counter(
-    "tandem_dead_letters_total", "Records published to a dead-letter topic", ["topic", "service"]
+    "tandem_dead_letters_total",
+    "Records published to a dead-letter topic, by why: undecodable (not the topic's "
+    "contract), rejected (Poison), handler_error (kept raising past "
+    "TANDEM_HANDLER_MAX_ATTEMPTS), undeliverable (every channel failed every attempt)",
+    ["topic", "service", "reason"],
 )
+
+TRANSIENT: tuple[type[BaseException], ...] = (
+    KafkaError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    TimeoutError,
+)
+"""The failures that say nothing about the record, only about the world around it, so a
+later try can succeed and the record is retried without limit (after a pause, never
+dead-lettered):
+
+- ``KafkaError`` (aiokafka): the broker is unreachable, electing a leader, or too slow to
+  acknowledge a publish -- the handler's output could not be sent, the input is fine.
+- ``redis.exceptions.ConnectionError`` / ``TimeoutError`` (and so ``BusyLoadingError``):
+  Redis is down, restarting, loading, or slow; the state the handler needs is out of reach.
+- ``OSError``: a refused or reset connection, DNS, TLS, a full socket buffer -- the
+  network or the host, not the data (``ConnectionError`` and friends are subclasses).
+- ``TimeoutError`` (which ``asyncio.TimeoutError`` is, since Python 3.11): something we
+  waited on did not answer in time; waiting longer or later may.
+
+Anything else a handler raises (``TypeError``, ``KeyError``, ``ValueError``, a
+``ResponseError`` from a command Redis rejects...) is a bug or a value the code cannot
+handle, and retrying it cannot help for long: see :meth:`ConsumerPolicy.handle`. Keep this
+the ONE list: the consumers and the notifier's delay-queue drain both ask
+:func:`is_transient`.
+"""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True if ``exc`` is a :data:`TRANSIENT` failure: retry it, without limit."""
+    return isinstance(exc, TRANSIENT)
+
+
+_URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*)://\S+")
+
+
+def describe(exc: BaseException, *, limit: int = 500) -> str:
+    """``Type: message`` of ``exc`` for a dead letter or a log line, with anything that
+    looks like a URL cut to its scheme (channel URLs carry tokens) and phone numbers and
+    e-mail addresses masked (:func:`shared.redaction.mask`), at most ``limit`` characters."""
+    text = mask(_URL.sub(lambda m: f"{m.group(1)}://***", str(exc)))
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def traceback_tail(exc: BaseException, frames: int = 4) -> list[str]:
+    """Where ``exc`` was raised: the innermost ``frames`` frames as ``dir/file.py:line in
+    function``. Frame locations only -- no source lines, no local values -- so nothing the
+    record or the vault held can leak into a dead letter through it."""
+    tail = traceback.extract_tb(exc.__traceback__)[-frames:]
+    return [f"{'/'.join(PurePath(f.filename).parts[-2:])}:{f.lineno} in {f.name}" for f in tail]
+
 
 # What each topic carries: the model a record of it decodes into, and the payload its
 # publishers and subscribers declare (so the AsyncAPI document names it).
@@ -177,6 +247,10 @@ class Undecodable(Poison):
     """A record that is not its topic's contract."""
 
 
+# How many records' attempt counts a consumer policy remembers at most.
+_TRACKED = 10_000
+
+
 class ConsumerPolicy:
     """Tandem's consumer policy (see the module docstring) as one FastStream broker
     middleware, for every subscriber of the broker.
@@ -191,19 +265,33 @@ class ConsumerPolicy:
     middleware, so what it returns is acked and what it raises is nacked and redelivered.
     FastStream's ``ExceptionMiddleware`` maps exception types to handlers and would do for
     the dead-lettering alone, but the transient path needs a per-consumer failure count
-    and a pause *before* re-raising, and the letter needs the record's coordinates:
-    one ``consume_scope`` says all of it in a few lines, for every service.
+    and a pause *before* re-raising, the bounded path an attempt count per record, and
+    the letter needs the record's coordinates: one ``consume_scope`` says all of it in a
+    few lines, for every service.
+
+    Attempts of a handler that raised something not :func:`is_transient` are counted per
+    record -- (topic, partition, offset) -- in this process's memory: the
+    ``max_attempts``-th failure dead-letters the record and commits it; a success, or
+    the dead letter, forgets the count. Memory is enough because the count only has to
+    bound a loop: a record redelivered after a restart or a rebalance to another replica
+    starts again at 1, which costs at most ``max_attempts`` more tries, never an endless
+    stall. At most :data:`_TRACKED` records are remembered (the oldest forgotten first),
+    so records left behind by a rebalance cannot grow it without bound.
 
     ``dead_letters`` holds the declared ``<topic>.dlq`` publisher of each consumed topic
     (:meth:`declare`); the letters are published through them, so the AsyncAPI document
     lists exactly what the code sends.
     """
 
-    def __init__(self, service: str, *, max_pause: float = 10.0) -> None:
+    def __init__(self, service: str, *, max_attempts: int = 3, max_pause: float = 10.0) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts is at least 1")
         self.service = service
+        self.max_attempts = max_attempts
         self.max_pause = max_pause
         self.dead_letters: dict[str, Any] = {}
         self._failures: dict[Any, int] = {}
+        self._attempts: OrderedDict[tuple[str, int, int], int] = OrderedDict()
 
     def declare(self, broker: KafkaBroker, topic: str) -> Any:
         """The dead-letter publisher of ``topic``."""
@@ -229,23 +317,88 @@ class ConsumerPolicy:
 
     async def handle(self, call_next: Any, message: KafkaMessage, handler: Any) -> Any:
         """Run the handler on ``message`` under the policy (see the class docstring)."""
+        raw: Any = message.raw_message
+        record = (raw.topic, raw.partition, raw.offset)
         try:
             result = await call_next(message)
         except Poison as exc:
-            await self.dead_letter(message, reason=str(exc))
-            self._failures.pop(handler, None)
+            reason = "undecodable" if isinstance(exc, Undecodable) else "rejected"
+            await self._settle(message, handler, record, reason=str(exc), kind=reason)
             return None
-        except Exception:
-            failures = self._failures[handler] = self._failures.get(handler, 0) + 1
-            delay = pause(failures, cap=self.max_pause)
-            log.exception("handler failed; redelivering in %.1fs", delay)
-            await asyncio.sleep(delay)
-            raise
+        except IgnoredException:
+            raise  # FastStream's own flow control (AckMessage, SkipMessage...): not a failure
+        except Exception as exc:
+            if is_transient(exc):
+                await self._back_off(handler, "transient failure (%s); redelivering in %.1fs", exc)
+                raise
+            attempt = self._attempts[record] = self._attempts.get(record, 0) + 1
+            self._attempts.move_to_end(record)
+            while len(self._attempts) > _TRACKED:
+                self._attempts.popitem(last=False)
+            if attempt < self.max_attempts:
+                await self._back_off(
+                    handler,
+                    f"handler failed (attempt {attempt} of {self.max_attempts}, "
+                    f"{raw.topic}/{raw.partition}@{raw.offset}): %s; redelivering in %.1fs",
+                    exc,
+                )
+                raise
+            reason = f"handler raised {attempt} times: {describe(exc)}"
+            await self._settle(
+                message,
+                handler,
+                record,
+                reason=reason,
+                kind="handler_error",
+                errors=traceback_tail(exc),
+            )
+            return None
+        self._attempts.pop(record, None)
         self._failures.pop(handler, None)
         return result
 
-    async def dead_letter(self, message: KafkaMessage, *, reason: str) -> None:
-        """Publish ``message`` to its topic's dead-letter topic, with the reason."""
+    async def _settle(
+        self,
+        message: KafkaMessage,
+        handler: Any,
+        record: tuple[str, int, int],
+        *,
+        reason: str,
+        kind: str,
+        errors: list[str] | None = None,
+    ) -> None:
+        """Dead-letter ``message`` and forget its attempts, so its offset commits. If the
+        letter cannot be published (the broker is down) the record is redelivered after
+        a pause, as a transient failure, and dead-lettered on the next try."""
+        try:
+            await self.dead_letter(message, reason=reason, kind=kind, errors=errors)
+        except Exception as exc:
+            await self._back_off(
+                handler, "dead letter not published (%s); redelivering in %.1fs", exc
+            )
+            raise
+        self._attempts.pop(record, None)
+        self._failures.pop(handler, None)
+
+    async def _back_off(self, handler: Any, message: str, exc: BaseException) -> None:
+        """Log ``exc`` and pause before it is re-raised: longer the more this subscriber
+        failed in a row, so neither an outage nor a failing record spins the consumer."""
+        failures = self._failures[handler] = self._failures.get(handler, 0) + 1
+        delay = pause(failures, cap=self.max_pause)
+        log.warning(message, describe(exc), delay, exc_info=exc)
+        await asyncio.sleep(delay)
+
+    async def dead_letter(
+        self,
+        message: KafkaMessage,
+        *,
+        reason: str,
+        kind: str = "rejected",
+        errors: list[str] | None = None,
+    ) -> None:
+        """Publish ``message`` to its topic's dead-letter topic, with the reason (and, for
+        a handler that kept raising, where it raised: ``errors``); ``kind`` is the
+        metric's ``reason`` label."""
         raw: Any = message.raw_message
         key = raw.key.decode() if isinstance(raw.key, bytes) else raw.key
         letter = DeadLetter(
@@ -256,11 +409,17 @@ class ConsumerPolicy:
             payload=message.body.decode(errors="replace"),
             reason=reason,
             service=self.service,
+            errors=errors or [],
         )
         await self.dead_letters[raw.topic].publish(letter, key=raw.key)
-        DEAD_LETTERS.labels(dlq(raw.topic), self.service).inc()
-        log.warning(
-            "dead-lettered record",
+        DEAD_LETTERS.labels(dlq(raw.topic), self.service, kind).inc()
+        log.log(
+            logging.ERROR if kind == "handler_error" else logging.WARNING,
+            "dead-lettered record %s/%s@%s: %s",
+            raw.topic,
+            raw.partition,
+            raw.offset,
+            reason,
             extra={"topic": raw.topic, "offset": raw.offset, "reason": reason},
         )
 

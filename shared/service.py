@@ -87,7 +87,7 @@ class Service:
         self._own_redis = redis is None
         self.bind = bind
         self.bind_required = bind_required
-        self.policy = ConsumerPolicy(name)
+        self.policy = ConsumerPolicy(name, max_attempts=settings.handler_max_attempts)
         self.broker: KafkaBroker = make_broker(settings, service=name, policy=self.policy)
         self.subscribers: list[Any] = []
         self.checks: dict[str, Check] = {

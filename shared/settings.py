@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = None
     topic_partitions: int = Field(default=6, ge=1)
     topic_replication: int = Field(default=1, ge=1)
+    # Bounded redelivery: a record (or a notifier delay-queue job) whose handler raises
+    # something that is not a transient failure (a bug, a value the code cannot handle;
+    # the transient set is shared.kafka.TRANSIENT) is tried this many times, with a pause
+    # between, then dead-lettered to <topic>.dlq with the exception, so the couples behind
+    # it on its partition are not held up. Transient failures retry without limit.
+    handler_max_attempts: int = Field(default=3, ge=1)
 
     # Redis
     redis_url: str = "redis://127.0.0.1:6379/0"

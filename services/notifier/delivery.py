@@ -13,6 +13,11 @@ and the delay-queue drain (a retry or a held nudge) alike. For each partner it:
    ``delivery_max_attempts`` dead-letters it to ``nudge.ready.dlq`` and publishes
    ``nudge.failed`` final.
 
+If ``run`` itself raises something that is not transient (a bug, a value it cannot handle,
+such as quiet hours stored with a UTC offset), the same bound as for Kafka records applies
+(``TANDEM_HANDLER_MAX_ATTEMPTS``): the Kafka handler's record is dead-lettered by the
+consumer policy (:mod:`shared.kafka`), and a delay-queue job by :meth:`Delivery.crashed`.
+
 What each channel shows -- the long body on e-mail, the action links as ntfy buttons or as
 lines of text (all three on e-mail and push, at most "done" on SMS) -- is :mod:`.render`'s.
 
@@ -49,7 +54,7 @@ from services.notifier.channels import Channels, Outcome
 from services.notifier.quiet_hours import group_by_release, release_times
 from services.notifier.render import Rendered, has_buttons, render
 from services.notifier.store import ClaimedJob, Job, NotifierStore
-from shared.backoff import retry_delay
+from shared.backoff import pause, retry_delay
 from shared.events import (
     ChannelRef,
     DeadLetter,
@@ -59,7 +64,7 @@ from shared.events import (
     NudgeReady,
     Recipient,
 )
-from shared.kafka import DEAD_LETTERS
+from shared.kafka import DEAD_LETTERS, describe, traceback_tail
 from shared.settings import Settings
 from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY, dlq
 from shared.vault import Vault
@@ -153,6 +158,73 @@ class Delivery:
         # comes due again when its lease ends (and a Kafka record is redelivered).
         if claimed is not None and not rescheduled:
             await self.store.ack(claimed)
+
+    async def crashed(self, claimed: ClaimedJob, exc: BaseException) -> None:
+        """The delay-queue job ``claimed`` raised ``exc``, which is not transient (the
+        drain asks :func:`shared.kafka.is_transient`). Before the
+        ``handler_max_attempts``-th time: put it back after a short growing pause, its
+        count (``Job.crashes``) kept with it in Redis, so the count survives a restart and
+        a takeover by another replica. Then: end it the way a nudge that could not be
+        delivered ends (:meth:`_attempt_failed`), because that is what it is and both
+        paths should read the same to an operator and to the scheduler's history --
+
+        - a :class:`DeadLetter` to ``nudge.ready.dlq`` whose payload is the nudge itself
+          (not the job), so ``tandem dlq replay`` re-drives it as a fresh ``nudge.ready``
+          once the cause is fixed; the reason carries the exception (``describe``, URLs
+          and numbers masked) and ``errors`` where it was raised (frame locations only);
+        - ``nudge.failed`` final for each of the job's partners not already reached, so
+          the history stops showing them as pending;
+        - the job acked, so it never comes back.
+
+        If any of that raises (the broker or Redis is down), the job stays claimed and
+        comes back when its lease ends, and this runs again."""
+        job = claimed.job
+        nudge = job.nudge
+        crashes = job.crashes + 1
+        limit = self.settings.handler_max_attempts
+        if crashes < limit:
+            delay = pause(crashes, cap=self.settings.delivery_backoff_max_seconds)
+            log.warning(
+                "delayed job %s failed (attempt %d of %d): %s; retrying in %.1fs",
+                job.id,
+                crashes,
+                limit,
+                describe(exc),
+                delay,
+                exc_info=exc,
+                extra=_ids(nudge),
+            )
+            due = self.clock() + timedelta(seconds=delay)
+            await self._schedule(job.model_copy(update={"crashes": crashes}), due, claimed)
+            return
+        reason = f"delay-queue job {job.id} ({job.reason}) raised {crashes} times: {describe(exc)}"
+        letter = DeadLetter(
+            source_topic=NUDGE_READY,
+            partition=job.partition,
+            offset=job.offset,
+            key=nudge.couple_id,
+            payload=nudge.model_dump_json(),
+            reason=reason,
+            service=SERVICE,
+            errors=traceback_tail(exc),
+        )
+        await self.publish(letter, dlq(NUDGE_READY), nudge.couple_id)
+        DEAD_LETTERS.labels(dlq(NUDGE_READY), SERVICE, "handler_error").inc()
+        for partner_id in job.partners:
+            if await self.store.sent(nudge.occurrence_id, partner_id):
+                continue  # reached before the error: nothing failed for them
+            metrics.FAILED.labels(final="true").inc()
+            await self._failed(
+                nudge, partner_id, f"error: {type(exc).__name__}", final=True, attempts=job.errors
+            )
+        await self.store.ack(claimed)
+        log.error(
+            "delayed job %s dead-lettered after %d attempts: %s",
+            job.id,
+            crashes,
+            describe(exc),
+            extra=_ids(nudge),
+        )
 
     # -- scheduling --------------------------------------------------------------------
     async def _schedule(self, job: Job, due: datetime, claimed: ClaimedJob | None) -> bool:
@@ -355,7 +427,7 @@ class Delivery:
                 errors=[f"attempt {e.attempt} via {e.channel_id}: {e.error}" for e in errors],
             )
             await self.publish(letter, dlq(NUDGE_READY), nudge.couple_id)
-            DEAD_LETTERS.labels(dlq(NUDGE_READY), SERVICE).inc()
+            DEAD_LETTERS.labels(dlq(NUDGE_READY), SERVICE, "undeliverable").inc()
             await self._failed(
                 nudge, partner_id, "max attempts reached", final=True, attempts=errors
             )

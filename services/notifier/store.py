@@ -110,6 +110,9 @@ class Job(BaseModel):
     partition: int | None = None
     offset: int | None = None
     reason: Literal["retry", "hold", "recheck"] = "retry"
+    # Times running this job raised an error that is not transient; bounded by
+    # TANDEM_HANDLER_MAX_ATTEMPTS (Delivery.crashed), then the job is dead-lettered.
+    crashes: int = Field(default=0, ge=0)
 
     @property
     def id(self) -> str:

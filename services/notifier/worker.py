@@ -22,6 +22,7 @@ from services.notifier.delivery import SERVICE, Delivery
 from services.notifier.store import ClaimedJob, NotifierStore
 from shared.backoff import pause
 from shared.events import NudgeReady
+from shared.kafka import describe, is_transient
 from shared.redis import Keys
 from shared.secrets import SecretBox
 from shared.service import Service
@@ -75,11 +76,29 @@ class Notifier:
         return len(claimed)
 
     async def _run(self, claimed: ClaimedJob) -> None:
+        """Run one claimed job under the consumers' rule (:mod:`shared.kafka`): a
+        transient failure leaves it claimed, so it comes due again when its lease ends,
+        without limit; any other error is bounded by :meth:`Delivery.crashed` (retried
+        a few times, then dead-lettered) so a job that cannot run never comes back
+        forever. Never raises: one job's failure must not abort its batch."""
         try:
             await self.delivery.run(claimed.job, claimed)
-        except Exception:
-            # The job stays claimed and comes due again when its lease ends.
-            log.exception("delayed job %s failed; it will come back", claimed.job.id)
+        except Exception as exc:
+            if is_transient(exc):
+                log.warning(
+                    "delayed job %s failed (%s); it will come back",
+                    claimed.job.id,
+                    describe(exc),
+                    exc_info=exc,
+                )
+                return
+            try:
+                await self.delivery.crashed(claimed, exc)
+            except Exception:
+                # The job stays claimed and comes due again when its lease ends.
+                log.exception(
+                    "delayed job %s: failure not recorded; it will come back", claimed.job.id
+                )
 
     async def drain(self, stop: asyncio.Event) -> None:
         """Run the delay queue until ``stop`` is set: busy, at once again; idle, after a

@@ -12,17 +12,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from services.content.compose import compose
 from services.content.decks import load_catalog
 from services.content.worker import build as build_content
 from services.notifier.worker import build as build_notifier
 from services.scheduler.service import Scheduler
 from shared import topics
-from shared.events import NudgeDelivered, NudgeFailed
-from shared.kafka import publisher
+from shared.events import NudgeDelivered, NudgeFailed, NudgeReady, QuietHours
+from shared.kafka import is_transient, publisher
 from shared.settings import Settings
 from tandem.embedded import free_port, start_redis
 from tandem.inbox import Inbox
@@ -205,4 +209,175 @@ async def test_the_history_consumer_routes_each_topic_to_its_record(settings) ->
     assert entry["occurrence_id"] == nudge.occurrence_id
     assert entry["partners"]["sam"]["status"] == "delivered"
     assert entry["partners"]["alex"]["status"] == "retrying"
+    await scheduler.redis.aclose()
+
+
+# -- bounded redelivery, for every service's consumers -------------------------------------
+def _fast(policy: Any) -> None:
+    policy.max_pause = 0.3  # the pause between tries is the policy's; keep these tests quick
+
+
+async def test_a_bug_is_tried_max_attempts_times_then_dead_lettered(settings, monkeypatch) -> None:
+    # A handler that raises something not transient (here a bug in composing the nudge)
+    # gets TANDEM_HANDLER_MAX_ATTEMPTS tries; each failed try is given back (raised, so
+    # Kafka would redeliver it), and the last one dead-letters the record and commits it.
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("prompt 'hug-9' vanished from http://user:hunter2@decks.example/x")
+
+    monkeypatch.setattr("services.content.worker.compose", broken)
+    service = build_content(
+        settings.model_copy(update={"handler_max_attempts": 3}), catalog=load_catalog()
+    )
+    _fast(service.policy)
+    ready = publisher(service.broker, topics.NUDGE_READY, service="content")
+    dead = publisher(service.broker, topics.dlq(topics.RITUAL_DUE), service="content")
+    due = ritual_due("weekly_questions", title="Questions")
+    async with TestKafkaBroker(service.broker) as broker:
+        for _ in range(2):
+            with pytest.raises(KeyError):
+                await broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())
+            assert sent(dead) == []
+        await broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())  # 3rd: settled
+        [letter] = sent(dead)
+        assert letter["reason"].startswith("handler raised 3 times: KeyError:")
+        assert "vanished" in letter["reason"]
+        assert "hunter2" not in letter["reason"]  # URLs are cut to their scheme
+        assert letter["errors"] and letter["errors"][-1].endswith("in broken")
+        assert letter["source_topic"] == topics.RITUAL_DUE and letter["service"] == "content"
+        assert letter["payload"] == due.model_dump_json() and letter["key"] == due.couple_id
+        assert sent(ready) == []
+        # The count was forgotten with the letter: the next failure starts again at 1.
+        with pytest.raises(KeyError):
+            await broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())
+        assert len(sent(dead)) == 1
+    await service.redis.aclose()
+
+
+async def test_a_success_resets_the_count(settings, monkeypatch) -> None:
+    failures = [ValueError("flaky bug")] * 2
+    real = compose
+
+    def sometimes(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("services.content.worker.compose", sometimes)
+    service = build_content(settings, catalog=load_catalog())
+    _fast(service.policy)
+    ready = publisher(service.broker, topics.NUDGE_READY, service="content")
+    dead = publisher(service.broker, topics.dlq(topics.RITUAL_DUE), service="content")
+    due = ritual_due("weekly_questions", title="Questions")
+    async with TestKafkaBroker(service.broker) as broker:
+        for _ in range(2):
+            with pytest.raises(ValueError):
+                await broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())
+        await broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())
+        assert len(sent(ready)) == 1
+        failures.extend([ValueError("again")] * 2)
+        for _ in range(2):  # two more failures: 1 and 2 again, not 3 and 4
+            with pytest.raises(ValueError):
+                await broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())
+        assert sent(dead) == []
+    await service.redis.aclose()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RedisConnectionError("Error 111 connecting to redis:6379"),
+        RedisTimeoutError("Timeout reading from socket"),
+        KafkaConnectionError("No connection to node"),
+        KafkaTimeoutError(),
+        ConnectionResetError(104, "Connection reset by peer"),
+        TimeoutError(),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+async def test_a_transient_failure_is_retried_past_the_limit_never_dead_lettered(
+    settings, monkeypatch, error
+) -> None:
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr("services.content.worker.compose", down)
+    service = build_content(
+        settings.model_copy(update={"handler_max_attempts": 2}), catalog=load_catalog()
+    )
+    _fast(service.policy)
+    dead = publisher(service.broker, topics.dlq(topics.RITUAL_DUE), service="content")
+    due = ritual_due("weekly_questions", title="Questions")
+    async with TestKafkaBroker(service.broker) as broker:
+        for _ in range(4):  # twice the limit: still given back every time
+            with pytest.raises(type(error)):
+                await broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())
+        assert sent(dead) == []
+    await service.redis.aclose()
+
+
+def test_the_transient_set() -> None:
+    assert all(
+        is_transient(e)
+        for e in (
+            RedisConnectionError(),
+            RedisTimeoutError(),
+            KafkaConnectionError(),
+            OSError(),
+            ConnectionRefusedError(),
+            TimeoutError(),
+            TimeoutError(),
+        )
+    )
+    assert not any(
+        is_transient(e)
+        for e in (TypeError(), KeyError(), ValueError(), ResponseError("WRONGTYPE"), RuntimeError())
+    )
+
+
+async def test_notifier_dead_letters_a_nudge_its_quiet_hours_maths_cannot_handle(settings) -> None:
+    # Quiet hours written with a UTC offset by an older API: comparing them with the
+    # partner's naive wall time raises TypeError on every try.
+    odd = QuietHours.model_validate({"start": "23:00+05:00", "end": "07:00"})
+    couple = Couple(
+        id=f"cpl_{uuid.uuid4().hex[:6]}",
+        partners=[Partner("sam", [("c_sam", "push", "json://127.0.0.1:9/x")], quiet_hours=odd)],
+    )
+    await store_couple(settings, couple)
+    notifier = build_notifier(settings)
+    _fast(notifier.service.policy)
+    dead = publisher(notifier.service.broker, topics.dlq(topics.NUDGE_READY), service="notifier")
+    nudge = make_nudge(couple)
+    async with TestKafkaBroker(notifier.service.broker) as broker:
+        for _ in range(settings.handler_max_attempts - 1):
+            with pytest.raises(TypeError):
+                await broker.publish(nudge, topics.NUDGE_READY, key=couple.id.encode())
+        await broker.publish(nudge, topics.NUDGE_READY, key=couple.id.encode())
+        [letter] = sent(dead)
+    assert "can't compare offset-naive and offset-aware times" in letter["reason"]
+    assert any("quiet_hours.py" in line for line in letter["errors"])
+    assert NudgeReady.model_validate_json(letter["payload"]).occurrence_id == nudge.occurrence_id
+    await notifier.service.redis.aclose()
+
+
+async def test_the_history_consumer_dead_letters_a_record_it_keeps_failing_on(
+    settings, monkeypatch
+) -> None:
+    scheduler = Scheduler(settings)
+    _fast(scheduler.service.policy)
+
+    async def broken(event: Any) -> None:
+        raise AttributeError("'NoneType' object has no attribute 'partners'")
+
+    monkeypatch.setattr(scheduler.history, "record_ready", broken)
+    couple = Couple(id="cpl_hist_bug", partners=[Partner("sam", [])])
+    nudge = make_nudge(couple)
+    dead = publisher(scheduler.broker, topics.dlq(topics.NUDGE_READY), service="scheduler")
+    async with TestKafkaBroker(scheduler.broker) as broker:
+        for _ in range(settings.handler_max_attempts - 1):
+            with pytest.raises(AttributeError):
+                await broker.publish(nudge, topics.NUDGE_READY, key=couple.id.encode())
+        await broker.publish(nudge, topics.NUDGE_READY, key=couple.id.encode())
+        [letter] = sent(dead)
+    assert letter["reason"].startswith("handler raised 3 times: AttributeError")
+    assert letter["service"] == "scheduler"
     await scheduler.redis.aclose()
