@@ -13,7 +13,13 @@ from collections.abc import Iterator
 import pytest
 
 from tandem.inbox import Inbox
-from tests.support.infra import Infra, containers_wanted, provide, started_containers
+from tests.support.infra import (
+    Infra,
+    allowing,
+    containers_wanted,
+    provide,
+    started_containers,
+)
 
 
 @pytest.fixture(scope="session")
@@ -42,9 +48,12 @@ def module_infra(_containers: tuple[str, str] | None) -> Iterator[Infra]:
 
 @pytest.fixture
 def inbox() -> Iterator[Inbox]:
-    """Local HTTP and SMTP sinks standing in for the partners' phones."""
+    """Local HTTP and SMTP sinks standing in for the partners' phones; while it runs, every
+    ``Infra.settings()`` allows exactly its sinks (``inbox.allow``) through the egress
+    policy."""
     box = Inbox().start()
     try:
-        yield box
+        with allowing(box.allow):
+            yield box
     finally:
         box.stop()
