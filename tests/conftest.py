@@ -46,6 +46,18 @@ def module_infra(_containers: tuple[str, str] | None) -> Iterator[Infra]:
         yield provided
 
 
+@pytest.fixture(scope="module")
+def module_inbox() -> Iterator[Inbox]:
+    """Like ``inbox``, shared by the tests of one module (for services started once per
+    module, whose settings must allow its sinks from the start)."""
+    box = Inbox().start()
+    try:
+        with allowing(box.allow):
+            yield box
+    finally:
+        box.stop()
+
+
 @pytest.fixture
 def inbox() -> Iterator[Inbox]:
     """Local HTTP and SMTP sinks standing in for the partners' phones; while it runs, every
@@ -57,3 +69,11 @@ def inbox() -> Iterator[Inbox]:
             yield box
     finally:
         box.stop()
+
+
+@pytest.fixture(autouse=True)
+def _inbox_first(request: pytest.FixtureRequest) -> None:
+    """Start a test's ``inbox`` before its other fixtures, so settings a fixture builds from
+    ``infra`` already allow the inbox's sinks (autouse fixtures are set up first)."""
+    if "inbox" in request.fixturenames:
+        request.getfixturevalue("inbox")
