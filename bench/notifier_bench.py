@@ -43,6 +43,7 @@ async def main(n: int, m: int) -> None:
             kafka_idempotence=False,
             topic_partitions=4,
             secret_key=SecretBox.generate_key(),
+            channel_allow=",".join(inbox.allow),
         )
         couples = [
             Couple(

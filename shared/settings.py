@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRET_KEY_MISSING = "TANDEM_SECRET_KEY must be set (make one with `tandem keygen`)"
@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     # Apprise socket timeouts: connect / read, seconds.
     delivery_connect_timeout: float = Field(default=4.0, gt=0)
     delivery_read_timeout: float = Field(default=10.0, gt=0)
+    # Egress exceptions (see shared/egress.py and the README's "Security"): channels may not
+    # reach loopback, link-local, private, multicast, reserved or unspecified addresses
+    # unless named here -- comma-separated host:port entries and CIDR ranges, e.g.
+    # "127.0.0.1:8025,10.0.5.0/24". Honoured by the API (when a channel is saved) and the
+    # notifier (on every connection a send makes).
+    channel_allow: str = ""
 
     # Observability
     log_format: Literal["json", "console"] = "json"
@@ -96,6 +102,14 @@ class Settings(BaseSettings):
     ops_port: int | None = Field(default=None, ge=0, le=65535)
     # OTLP/HTTP collector base URL (e.g. http://otel-collector:4318); None: no tracing.
     otlp_endpoint: str | None = None
+
+    @field_validator("channel_allow")
+    @classmethod
+    def _channel_allow_parses(cls, value: str) -> str:
+        from shared.egress import policy
+
+        policy(value)  # ValueError naming the bad entry
+        return value
 
     def require_secret_key(self) -> str:
         """``secret_key``, which encrypts channel URLs and signs action links; ValueError

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from pydantic import ValidationError
 
+from shared.egress import join_allow
 from shared.kafka import ensure_topics
 from shared.secrets import SecretBox
 from shared.settings import Settings
@@ -273,6 +274,8 @@ class DevStack:
         env.setdefault("TANDEM_TOPIC_PARTITIONS", str(DEFAULT_PARTITIONS))
         env.setdefault("TANDEM_LOG_FORMAT", "console")
         env["PYTHONUNBUFFERED"] = "1"  # service lines reach the terminal as they are written
+        # The inbox's own sinks, and nothing else on loopback, join the egress exceptions.
+        env["TANDEM_CHANNEL_ALLOW"] = join_allow(env.get("TANDEM_CHANNEL_ALLOW"), self.inbox.allow)
         try:
             settings = settings_from(env)
         except ValidationError as exc:

@@ -84,6 +84,12 @@ class Inbox:
             "&from=tandem@example.com&mode=insecure"
         )
 
+    @property
+    def allow(self) -> list[str]:
+        """Its sinks as ``TANDEM_CHANNEL_ALLOW`` entries (HTTP -- push and the SMS gateway --
+        and SMTP): exactly these, not loopback as a whole."""
+        return [f"127.0.0.1:{self.http_port}", f"127.0.0.1:{self.smtp_port}"]
+
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> Inbox:
         handler = _http_handler(self)

@@ -13,7 +13,13 @@ from collections.abc import Iterator
 import pytest
 
 from tandem.inbox import Inbox
-from tests.support.infra import Infra, containers_wanted, provide, started_containers
+from tests.support.infra import (
+    Infra,
+    allowing,
+    containers_wanted,
+    provide,
+    started_containers,
+)
 
 
 @pytest.fixture(scope="session")
@@ -40,11 +46,34 @@ def module_infra(_containers: tuple[str, str] | None) -> Iterator[Infra]:
         yield provided
 
 
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    """Local HTTP and SMTP sinks standing in for the partners' phones."""
+@pytest.fixture(scope="module")
+def module_inbox() -> Iterator[Inbox]:
+    """Like ``inbox``, shared by the tests of one module (for services started once per
+    module, whose settings must allow its sinks from the start)."""
     box = Inbox().start()
     try:
-        yield box
+        with allowing(box.allow):
+            yield box
     finally:
         box.stop()
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    """Local HTTP and SMTP sinks standing in for the partners' phones; while it runs, every
+    ``Infra.settings()`` allows exactly its sinks (``inbox.allow``) through the egress
+    policy."""
+    box = Inbox().start()
+    try:
+        with allowing(box.allow):
+            yield box
+    finally:
+        box.stop()
+
+
+@pytest.fixture(autouse=True)
+def _inbox_first(request: pytest.FixtureRequest) -> None:
+    """Start a test's ``inbox`` before its other fixtures, so settings a fixture builds from
+    ``infra`` already allow the inbox's sinks (autouse fixtures are set up first)."""
+    if "inbox" in request.fixturenames:
+        request.getfixturevalue("inbox")

@@ -30,6 +30,7 @@ from apprise.plugins import NotifyBase, url_to_dict
 from apprise.result import AppriseResult, AppriseResultStatus
 
 from services.notifier.render import NTFY_SCHEMES
+from shared.egress import EgressPolicy, capped, local_schema
 from shared.redaction import mask, remember, url_secrets
 
 log = logging.getLogger("tandem.notifier.channels")
@@ -103,7 +104,10 @@ class Channels:
         connect_timeout: float,
         read_timeout: float,
         plugins_dir: Path | None = None,
+        egress: EgressPolicy | None = None,
     ) -> None:
+        # Where a send may connect (shared/egress.py); default: no exceptions.
+        self.egress = egress or EgressPolicy()
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         # A hard ceiling per send: connect + read + a little for TLS/SMTP chatter. Apprise's
@@ -137,16 +141,19 @@ class Channels:
         ``buttons``: ntfy's ``X-Actions`` value (``render.ntfy_actions``); used only by an
         ntfy channel, ignored by any other.
         """
+        refused = local_schema(url)
+        if refused:
+            return SendResult(Outcome.FAILED, f"egress policy: {refused}")
         remember(url)  # Apprise logs topics and numbers; the log filter now masks them
         service = self._instantiate(url, buttons)
         if service is None:
             return SendResult(Outcome.FAILED, "unsupported or invalid channel URL")
         query = parse_qs(urlsplit(url).query)
-        # cto/rto: an integrator's explicit URL values win; otherwise the deployment's.
-        if "cto" not in query:
-            service.socket_connect_timeout = self.connect_timeout
-        if "rto" not in query:
-            service.socket_read_timeout = self.read_timeout
+        # cto/rto: an integrator's explicit URL values, at most the deployment's (egress).
+        cto = service.socket_connect_timeout if "cto" in query else None
+        rto = service.socket_read_timeout if "rto" in query else None
+        service.socket_connect_timeout = capped(cto, self.connect_timeout)
+        service.socket_read_timeout = capped(rto, self.read_timeout)
         # Apprise's throttle (5.5 s between requests for most plugins) is a time.sleep()
         # inside its shared worker pool, keyed on the service instance. We build one
         # instance per send, so it could only ever slow a multi-target URL -- and under a
@@ -158,11 +165,15 @@ class Channels:
         # go through the delay queue so they never hold a Kafka partition.
         apobj = Apprise(asset=self.asset)
         apobj.add(service)
+        # Every connection the plugin makes is checked on its resolved address (egress).
+        with self.egress.guarded() as guard:
+            try:
+                result = await apobj.async_notify(body=body, title=title, timeout=self.send_timeout)
+            except Exception as exc:  # a plugin bug must not kill the consumer
+                return SendResult(Outcome.FAILED, f"{type(exc).__name__} in channel plugin")
         try:
-            result = await apobj.async_notify(body=body, title=title, timeout=self.send_timeout)
-        except Exception as exc:  # a plugin bug must not kill the consumer
-            return SendResult(Outcome.FAILED, f"{type(exc).__name__} in channel plugin")
-        try:
+            if guard.refused:  # nothing left the process: a definite failure
+                return _scrub(SendResult(Outcome.FAILED, guard.describe()), url)
             rto = service.socket_read_timeout
             return _scrub(classify(result, read_timeout=rto), url)
         finally:

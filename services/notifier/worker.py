@@ -21,6 +21,7 @@ from services.notifier.channels import Channels
 from services.notifier.delivery import SERVICE, Delivery
 from services.notifier.store import ClaimedJob, NotifierStore
 from shared.backoff import pause
+from shared.egress import policy as egress_policy
 from shared.events import NudgeReady
 from shared.kafka import describe, is_transient
 from shared.redis import Keys
@@ -133,6 +134,7 @@ def build(settings: Settings) -> Notifier:
         connect_timeout=settings.delivery_connect_timeout,
         read_timeout=settings.delivery_read_timeout,
         plugins_dir=settings.plugins_dir,
+        egress=egress_policy(settings.channel_allow),
     )
     publishers = {t: service.publisher(t) for t in (NUDGE_DELIVERED, NUDGE_FAILED)}
     consumer = service.subscriber(NUDGE_READY, group_id=GROUP_ID)

@@ -292,10 +292,14 @@ def test_devstack_in_process(tmp_path: Path) -> None:
     """The programmatic API an end-to-end test builds on."""
     from tandem.dev import DevStack, create_demo
 
-    environ = _env(TANDEM_API_PORT=str(free_port()))
+    environ = _env(TANDEM_API_PORT=str(free_port()), TANDEM_CHANNEL_ALLOW="10.0.5.0/24")
     with DevStack(replicas={"notifier": 2}, environ=environ, run_dir=tmp_path) as stack:
         assert stack.settings is not None and stack.settings.kafka_idempotence is False
         assert stack.env["TANDEM_ADMIN_TOKEN"] == stack.admin_token
+        # The environment's egress exceptions plus exactly the inbox's sinks.
+        allow = ["10.0.5.0/24", *stack.inbox.allow]
+        assert stack.env["TANDEM_CHANNEL_ALLOW"].split(",") == allow
+        assert stack.settings.channel_allow.split(",") == allow
         create_demo(stack, first_in=2)
         stack.inbox.wait_for(
             lambda got: {r.address for r in got} >= {"sam-phone", "alex-phone"}, timeout=60

@@ -56,7 +56,7 @@ from shared.kafka import ensure_topics
 from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY, RITUAL_DUE, dlq
 from tandem.embedded import Process, free_port, start_broker, start_redis, wait_for_port
 from tandem.inbox import Fault, Inbox, Received
-from tests.support.infra import Infra
+from tests.support.infra import Infra, allowing
 from tests.support.kafka import TopicReader
 from tests.support.processes import SERVICES
 from tests.support.scheduler import ADMIN
@@ -305,7 +305,8 @@ def wired_inbox() -> Iterator[tuple[Inbox, Tripwire]]:
     wire = Tripwire()
     box = Inbox(on_receive=wire).start()
     try:
-        yield box, wire
+        with allowing(box.allow):
+            yield box, wire
     finally:
         box.stop()
 

@@ -135,6 +135,7 @@ async def test_a_transient_failure_is_redelivered_after_a_pause_not_dead_lettere
 async def test_notifier_delivers_once_per_partner_and_publishes_receipts(
     settings, inbox: Inbox
 ) -> None:
+    settings = settings.model_copy(update={"channel_allow": ",".join(inbox.allow)})
     couple = Couple(
         id=f"cpl_{uuid.uuid4().hex[:6]}",
         partners=[

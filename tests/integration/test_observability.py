@@ -20,6 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from tandem.embedded import free_port, wait_for_port
+from tandem.inbox import Inbox
 from tests.support.processes import SERVICES, running_services
 from tests.support.scheduler import ADMIN, couple_body
 
@@ -81,8 +82,14 @@ def receiver() -> Iterator[Receiver]:
         r.server.server_close()
 
 
+@pytest.fixture
+def inbox(module_inbox: Inbox) -> Inbox:
+    """The module's inbox: ``suite``'s services allow its sinks (egress) from the start."""
+    return module_inbox
+
+
 @pytest.fixture(scope="module")
-def suite(module_infra, receiver) -> Iterator[dict[str, str]]:
+def suite(module_infra, receiver, module_inbox) -> Iterator[dict[str, str]]:
     """The three services as processes, traced and with ops ports; yields each one's base
     URL for /healthz, /readyz and /metrics (the scheduler's is also its API)."""
     ports = {name: free_port() for name in SERVICES}

@@ -15,10 +15,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from shared.egress import join_allow
 from shared.settings import Settings
 from tandem.embedded import Process, start_broker, start_redis
 
 TEST_ADMIN_TOKEN = "test-admin-token"
+# Channels that must load but never answer point at the discard port, which nothing here
+# listens on; the egress policy lets them be saved (and fail to connect, as they always did).
+DISCARD_ALLOW = "127.0.0.1:9"
+# The egress exceptions of the local inboxes running now (the ``inbox`` fixture adds its
+# sinks while a test runs): every Infra's settings allow them, as ``tandem dev`` does.
+_inbox_allow: list[str] = []
+
+
+@contextmanager
+def allowing(entries: list[str]) -> Iterator[None]:
+    """Add ``entries`` to every :meth:`Infra.settings`' ``channel_allow`` while inside."""
+    _inbox_allow.extend(entries)
+    try:
+        yield
+    finally:
+        for entry in entries:
+            _inbox_allow.remove(entry)
 
 
 @dataclass
@@ -37,6 +55,7 @@ class Infra:
             "topic_partitions": 4,
             "admin_token": TEST_ADMIN_TOKEN,
             "secret_key": "x0z4PZk2cOrm9dCcZzZbZxkl7S_JHQq1zcx4Nqo1nsI=",
+            "channel_allow": join_allow(DISCARD_ALLOW, _inbox_allow),
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ from services.scheduler.api.fairness import Fairness, fair
 from services.scheduler.api.feeds import feed_url
 from services.scheduler.api.schemas import CoupleIn, CouplePatch, PartnerIn
 from services.scheduler.rituals import Channel, Couple, Partner
+from shared.egress import policy as egress_policy
 from shared.events import ChannelKind, QuietHours
 from shared.ids import new_id
 from shared.redaction import redact, remember
@@ -43,10 +44,12 @@ async def create_couple(
     store: Store,
     now: Now,
     fairness: Fairness,
+    settings: AppSettings,
 ) -> dict[str, Any]:
     if caller.who is not None:
         raise HTTPException(403, "only the admin token creates couples")
     fairness.channels_fit(body)
+    await _egress_allows(body, asset, settings.channel_allow)
     urls: dict[str, str] = {}  # channel id -> its URL, kept encrypted apart from the couple
     partners = [
         _partner(p, ["body", "partners", i], asset, urls) for i, p in enumerate(body.partners)
@@ -55,6 +58,17 @@ async def create_couple(
     token = new_token()
     await store.create_couple(couple, token, urls)
     return {**couple.model_dump(mode="json"), "token": token}
+
+
+async def _egress_allows(body: CoupleIn, asset: apprise.AppriseAsset, allow: str) -> None:
+    """422 naming the first channel whose URL the egress policy refuses (shared/egress.py)."""
+    policy = egress_policy(allow)
+    for i, partner in enumerate(body.partners):
+        for j, c in enumerate(partner.channels):
+            service = apprise.Apprise.instantiate(c.url, asset=asset)
+            reason = await policy.check_channel(c.url, service)
+            if reason:
+                raise Invalid(["body", "partners", i, "channels", j, "url"], reason)
 
 
 def _partner(
