@@ -23,6 +23,7 @@ from services.scheduler.api.fairness import Fairness, fair
 from services.scheduler.api.feeds import feed_url
 from services.scheduler.api.schemas import CoupleIn, CouplePatch, PartnerIn
 from services.scheduler.rituals import Channel, Couple, Partner
+from shared.egress import EgressPolicy
 from shared.egress import policy as egress_policy
 from shared.events import ChannelKind, QuietHours
 from shared.ids import new_id
@@ -49,10 +50,11 @@ async def create_couple(
     if caller.who is not None:
         raise HTTPException(403, "only the admin token creates couples")
     fairness.channels_fit(body)
-    await _egress_allows(body, asset, settings.channel_allow)
+    policy = egress_policy(settings.channel_allow)
     urls: dict[str, str] = {}  # channel id -> its URL, kept encrypted apart from the couple
     partners = [
-        _partner(p, ["body", "partners", i], asset, urls) for i, p in enumerate(body.partners)
+        await _partner(p, ["body", "partners", i], asset, policy, urls)
+        for i, p in enumerate(body.partners)
     ]
     couple = Couple(id=new_id("cpl"), name=body.name, partners=partners, created_at=now)
     token = new_token()
@@ -60,24 +62,17 @@ async def create_couple(
     return {**couple.model_dump(mode="json"), "token": token}
 
 
-async def _egress_allows(body: CoupleIn, asset: apprise.AppriseAsset, allow: str) -> None:
-    """422 naming the first channel whose URL the egress policy refuses (shared/egress.py)."""
-    policy = egress_policy(allow)
-    for i, partner in enumerate(body.partners):
-        for j, c in enumerate(partner.channels):
-            service = apprise.Apprise.instantiate(c.url, asset=asset)
-            reason = await policy.check_channel(c.url, service)
-            if reason:
-                raise Invalid(["body", "partners", i, "channels", j, "url"], reason)
-
-
-def _partner(
-    given: PartnerIn, loc: list[str | int], asset: apprise.AppriseAsset, urls: dict[str, str]
+async def _partner(
+    given: PartnerIn,
+    loc: list[str | int],
+    asset: apprise.AppriseAsset,
+    policy: EgressPolicy,
+    urls: dict[str, str],
 ) -> Partner:
     """The partner ``given`` describes, its channels' URLs added to ``urls``."""
     channels = []
     for j, c in enumerate(given.channels):
-        channel = _channel(c.url, c.kind, [*loc, "channels", j, "url"], asset)
+        channel = await _channel(c.url, c.kind, [*loc, "channels", j, "url"], asset, policy)
         urls[channel.id] = c.url
         channels.append(channel)
     return Partner(
@@ -89,14 +84,22 @@ def _partner(
     )
 
 
-def _channel(
-    url: str, kind: ChannelKind, loc: list[str | int], asset: apprise.AppriseAsset
+async def _channel(
+    url: str,
+    kind: ChannelKind,
+    loc: list[str | int],
+    asset: apprise.AppriseAsset,
+    policy: EgressPolicy,
 ) -> Channel:
-    """A channel for an Apprise URL this deployment can load; the URL itself is only shown
+    """A channel for an Apprise URL this deployment can load and the egress policy allows
+    (:mod:`shared.egress`: 422 naming the field otherwise); the URL itself is only shown
     redacted (:func:`shared.redaction.redact`: scheme, host and masked path and query).
     Couples stored before keep the ``redacted`` string they were given."""
-    remember(url)  # masked in this process's log lines from now on
+    remember(url)  # before Apprise sees it: Apprise logs URLs, the log filter masks these
     service = apprise.Apprise.instantiate(url, asset=asset)
+    refused = await policy.check_channel(url, service)  # a local schema, loadable or not
+    if refused:
+        raise Invalid(loc, refused)
     if service is None or isinstance(service, bool):
         raise Invalid(loc, "not an Apprise URL Tandem can load (unknown scheme or bad parameters)")
     return Channel(id=new_id("chn"), kind=kind, redacted=redact(service))
