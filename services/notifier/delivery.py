@@ -198,18 +198,7 @@ class Delivery:
             await self._schedule(job.model_copy(update={"crashes": crashes}), due, claimed)
             return
         reason = f"delay-queue job {job.id} ({job.reason}) raised {crashes} times: {describe(exc)}"
-        letter = DeadLetter(
-            source_topic=NUDGE_READY,
-            partition=job.partition,
-            offset=job.offset,
-            key=nudge.couple_id,
-            payload=nudge.model_dump_json(),
-            reason=reason,
-            service=SERVICE,
-            errors=traceback_tail(exc),
-        )
-        await self.publish(letter, dlq(NUDGE_READY), nudge.couple_id)
-        DEAD_LETTERS.labels(dlq(NUDGE_READY), SERVICE, "handler_error").inc()
+        await self._dead_letter(nudge, job, reason, traceback_tail(exc), kind="handler_error")
         for partner_id in job.partners:
             if await self.store.sent(nudge.occurrence_id, partner_id):
                 continue  # reached before the error: nothing failed for them
@@ -416,18 +405,13 @@ class Delivery:
         final = attempt >= self.settings.delivery_max_attempts
         metrics.FAILED.labels(final=str(final).lower()).inc()
         if final:
-            letter = DeadLetter(
-                source_topic=NUDGE_READY,
-                partition=job.partition,
-                offset=job.offset,
-                key=nudge.couple_id,
-                payload=nudge.model_dump_json(),
-                reason=f"partner {partner_id}: not delivered after {attempt} attempts",
-                service=SERVICE,
-                errors=[f"attempt {e.attempt} via {e.channel_id}: {e.error}" for e in errors],
+            await self._dead_letter(
+                nudge,
+                job,
+                f"partner {partner_id}: not delivered after {attempt} attempts",
+                [f"attempt {e.attempt} via {e.channel_id}: {e.error}" for e in errors],
+                kind="undeliverable",
             )
-            await self.publish(letter, dlq(NUDGE_READY), nudge.couple_id)
-            DEAD_LETTERS.labels(dlq(NUDGE_READY), SERVICE, "undeliverable").inc()
             await self._failed(
                 nudge, partner_id, "max attempts reached", final=True, attempts=errors
             )
@@ -463,6 +447,24 @@ class Delivery:
             }
         )
         return _Result(retry=retry, retry_due=self.clock() + timedelta(seconds=delay))
+
+    async def _dead_letter(
+        self, nudge: NudgeReady, job: Job, reason: str, errors: list[str], *, kind: str
+    ) -> None:
+        """Put ``nudge`` on ``nudge.ready.dlq`` as it was consumed (``tandem dlq replay``
+        re-drives it), with why; ``kind`` labels the dead-letter counter."""
+        letter = DeadLetter(
+            source_topic=NUDGE_READY,
+            partition=job.partition,
+            offset=job.offset,
+            key=nudge.couple_id,
+            payload=nudge.model_dump_json(),
+            reason=reason,
+            service=SERVICE,
+            errors=errors,
+        )
+        await self.publish(letter, dlq(NUDGE_READY), nudge.couple_id)
+        DEAD_LETTERS.labels(dlq(NUDGE_READY), SERVICE, kind).inc()
 
     async def _failed(
         self,

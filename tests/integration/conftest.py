@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from shared.kafka import ensure_topics
 from tests.support.content_worker import Bus
 from tests.support.infra import Infra
+from tests.support.scheduler import running_scheduler
 
 
 @pytest.fixture
@@ -22,3 +24,12 @@ async def bus(infra: Infra) -> AsyncIterator[Bus]:
         yield b
     finally:
         await b.stop()
+
+
+@pytest.fixture(scope="module")
+async def running(module_infra: Infra) -> AsyncIterator[Any]:
+    """One in-process scheduler replica and its API client, shared by a module's tests (a
+    consumer group's first join costs seconds on the embedded broker: each module pays it
+    once); each test makes its own couples."""
+    async with running_scheduler(module_infra.settings()) as pair:
+        yield pair

@@ -7,7 +7,6 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import icalendar
-import pytest
 
 from services.scheduler import recurrence
 from services.scheduler.firing import Firer
@@ -15,13 +14,7 @@ from shared import links
 from shared.ids import OccurrenceId, slot_key
 from shared.topics import RITUAL_DUE
 from tests.support.kafka import TopicReader
-from tests.support.scheduler import ADMIN, couple_body, running_scheduler
-
-
-@pytest.fixture(scope="module")
-async def running(module_infra):
-    async with running_scheduler(module_infra.settings()) as pair:
-        yield pair
+from tests.support.scheduler import ADMIN, couple_body
 
 
 async def _couple_and_daily(api, **ritual: object) -> tuple[dict, dict, list[recurrence.Slot]]:

@@ -30,12 +30,6 @@ def infra(module_infra):
     return module_infra
 
 
-@pytest.fixture(scope="module")
-async def running(module_infra):
-    async with running_scheduler(module_infra.settings()) as pair:
-        yield pair
-
-
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

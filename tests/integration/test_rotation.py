@@ -33,13 +33,6 @@ from tests.support.notifier import fast, two_partners
 from tests.support.scheduler import ADMIN, couple_body, running_scheduler
 
 
-@pytest.fixture(scope="module")
-async def running(module_infra):
-    """One scheduler replica for the module: each test makes its own couples."""
-    async with running_scheduler(module_infra.settings()) as pair:
-        yield pair
-
-
 @pytest.fixture
 def infra(module_infra):
     return module_infra

@@ -11,14 +11,7 @@ import pytest
 
 from shared.topics import RITUAL_DUE
 from tests.support.kafka import TopicReader
-from tests.support.scheduler import ADMIN, couple_body, running_scheduler
-
-
-@pytest.fixture(scope="module")
-async def running(module_infra):
-    """One scheduler replica for the module: each test makes its own couples."""
-    async with running_scheduler(module_infra.settings()) as pair:
-        yield pair
+from tests.support.scheduler import ADMIN, couple_body
 
 
 @pytest.fixture
