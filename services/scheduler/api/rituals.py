@@ -35,8 +35,18 @@ async def create_ritual(
     fairness: Fairness,
 ) -> dict[str, Any]:
     couple = await caller.couple(couple_id)
-    _check_deck(decks, body.kind, body.deck)
+    check_deck(decks, body.kind, body.deck)
     await fairness.room_for_ritual(couple)
+    ritual = await build_ritual(couple, body, now)
+    await store.save_ritual(ritual, planning.plan(couple, ritual, now))
+    return await _view(store, keeping, couple, ritual, now)
+
+
+async def build_ritual(couple: Couple, body: RitualIn, now: datetime) -> Ritual:
+    """The ritual ``body`` describes for ``couple``, its schedule checked (:class:`Invalid`
+    with ``loc`` starting with ``body`` otherwise) -- nothing stored yet. Shared by
+    ``POST /v1/couples/{id}/rituals`` and the bulk import (both check the deck first, with
+    :func:`check_deck`)."""
     defaults = rituals.KIND_DEFAULTS[body.kind]
     ritual = Ritual(
         id=new_id("rit"),
@@ -57,8 +67,7 @@ async def create_ritual(
         created_at=now,
     )
     await _check(couple, ritual, now)
-    await store.save_ritual(ritual, planning.plan(couple, ritual, now))
-    return await _view(store, keeping, couple, ritual, now)
+    return ritual
 
 
 @router.get("/v1/couples/{couple_id}/rituals")
@@ -93,7 +102,7 @@ async def patch_ritual(
 ) -> dict[str, Any]:
     ritual, couple = await caller.ritual(ritual_id)
     if "deck" in body.model_fields_set:
-        _check_deck(decks, ritual.kind, body.deck)
+        check_deck(decks, ritual.kind, body.deck)
     changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"schedule"})
     if body.schedule is not None:
         changes["schedule"] = ScheduleSpec(**body.schedule.model_dump())
@@ -183,7 +192,7 @@ def _recorded(raw: str) -> dict[str, Any]:
     return answer
 
 
-def _check_deck(catalog: Catalog, kind: str, deck_id: str | None) -> None:
+def check_deck(catalog: Catalog, kind: str, deck_id: str | None) -> None:
     """422 unless the content service can draw ``kind``'s nudges from ``deck_id`` (None: the
     kind's default deck)."""
     if deck_id is None:
