@@ -89,6 +89,7 @@ async def test_import_checks_like_the_single_path(running) -> None:
     bad_rule = _item(2)
     bad_rule["rituals"][1]["schedule"]["rrule"] = "FREQ=SOMETIMES"
     items: list[Any] = [local, too_many, bad_rule, "not an object", {**_item(3), "extra": 1}]
+    items.append(json.loads(json.dumps(bad_rule)))  # a schedule seen before: refused again
     got = (await api.post("/v1/couples/import", json={"couples": items}, headers=ADMIN)).json()
     assert got["created"] == 0
     locs = [r["errors"][0]["loc"] for r in got["results"]]
@@ -97,6 +98,7 @@ async def test_import_checks_like_the_single_path(running) -> None:
     assert locs[2][:4] == [2, "rituals", 1, "schedule"]
     assert locs[3] == [3]
     assert locs[4] == [4, "extra"]
+    assert locs[5] == [5, *locs[2][1:]]
     # the single path refuses the same channel with the same field
     single = await api.post(
         "/v1/couples", json={k: v for k, v in local.items() if k != "rituals"}, headers=ADMIN

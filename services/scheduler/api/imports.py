@@ -19,13 +19,14 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import ValidationError
 
 from services.content.decks import Catalog
-from services.scheduler import planning
+from services.scheduler import planning, rituals
 from services.scheduler.api.couples import build_couple
 from services.scheduler.api.deps import AppriseAsset, AppSettings, CurrentCaller, Decks, Now, Store
 from services.scheduler.api.errors import Invalid
 from services.scheduler.api.fairness import Fair, Fairness, fair
-from services.scheduler.api.rituals import build_ritual, check_deck
+from services.scheduler.api.rituals import check_deck, check_schedule, new_ritual
 from services.scheduler.api.schemas import ImportedCouple, ImportIn
+from services.scheduler.rituals import Couple, Ritual
 from services.scheduler.store import NewCouple
 from shared.egress import EgressPolicy
 from shared.egress import policy as egress_policy
@@ -68,11 +69,12 @@ async def import_couples(
         raise HTTPException(403, "only the admin token imports couples")
     policy = egress_policy(settings.channel_allow)
     gate = asyncio.Semaphore(CONCURRENCY)
+    checked = Checked()
 
     async def one(index: int, item: Any) -> NewCouple | Refused:
         async with gate:
             try:
-                return await _build(index, item, fairness, asset, policy, decks, now)
+                return await _build(index, item, fairness, asset, policy, decks, now, checked)
             except Refused as refused:
                 return refused
 
@@ -98,6 +100,7 @@ async def _build(
     policy: EgressPolicy,
     decks: Catalog,
     now: datetime,
+    checked: Checked,
 ) -> NewCouple:
     """Item ``index`` built as the single-couple routes build it, or :class:`Refused`."""
     try:
@@ -113,15 +116,41 @@ async def _build(
         couple, token, urls = await build_couple(given, fairness, asset, policy, now)
     except Invalid as exc:
         raise Refused([_error([index, *exc.loc[1:]], exc.reason)]) from None
-    rituals = []
+    built = []
     for j, body in enumerate(given.rituals):
         try:
             check_deck(decks, body.kind, body.deck)
-            ritual = await build_ritual(couple, body, now)
+            ritual = new_ritual(couple, body, now)
+            await checked(couple, ritual, now)
         except Invalid as exc:  # its loc starts with "body": the ritual's own fields follow
             raise Refused([_error([index, "rituals", j, *exc.loc[1:]], exc.reason)]) from None
-        rituals.append((ritual, planning.plan(couple, ritual, now)))
-    return NewCouple(couple, token, urls, rituals)
+        built.append((ritual, planning.plan(couple, ritual, now)))
+    return NewCouple(couple, token, urls, built)
+
+
+class Checked:
+    """:func:`check_schedule` once per distinct schedule of one import: its verdict depends
+    only on the schedule as evaluated (``rituals.schedule_of``), the zones of the ritual's
+    tracks and ``now`` (one per request), and a migration repeats a few schedules many
+    times."""
+
+    def __init__(self) -> None:
+        self.verdicts: dict[object, Invalid | None] = {}
+
+    async def __call__(self, couple: Couple, ritual: Ritual, now: datetime) -> None:
+        key = (
+            rituals.schedule_of(couple, ritual),
+            tuple(t.zone for t in rituals.tracks(couple, ritual)),
+        )
+        if key not in self.verdicts:
+            try:
+                await check_schedule(couple, ritual, now)
+                self.verdicts[key] = None
+            except Invalid as exc:
+                self.verdicts[key] = exc
+        verdict = self.verdicts[key]
+        if verdict is not None:
+            raise Invalid(verdict.loc, verdict.reason)
 
 
 def _error(loc: Loc, msg: str) -> Error:

@@ -44,11 +44,18 @@ async def create_ritual(
 
 async def build_ritual(couple: Couple, body: RitualIn, now: datetime) -> Ritual:
     """The ritual ``body`` describes for ``couple``, its schedule checked (:class:`Invalid`
-    with ``loc`` starting with ``body`` otherwise) -- nothing stored yet. Shared by
-    ``POST /v1/couples/{id}/rituals`` and the bulk import (both check the deck first, with
-    :func:`check_deck`)."""
+    with ``loc`` starting with ``body`` otherwise) -- nothing stored yet. The deck is
+    checked before, with :func:`check_deck`."""
+    ritual = new_ritual(couple, body, now)
+    await check_schedule(couple, ritual, now)
+    return ritual
+
+
+def new_ritual(couple: Couple, body: RitualIn, now: datetime) -> Ritual:
+    """The ritual ``body`` describes for ``couple``, not yet checked (see
+    :func:`build_ritual`; the bulk import checks alike schedules once)."""
     defaults = rituals.KIND_DEFAULTS[body.kind]
-    ritual = Ritual(
+    return Ritual(
         id=new_id("rit"),
         couple_id=couple.id,
         kind=body.kind,
@@ -66,8 +73,6 @@ async def build_ritual(couple: Couple, body: RitualIn, now: datetime) -> Ritual:
         celebrate_sms=body.celebrate_sms,
         created_at=now,
     )
-    await _check(couple, ritual, now)
-    return ritual
 
 
 @router.get("/v1/couples/{couple_id}/rituals")
@@ -107,7 +112,7 @@ async def patch_ritual(
     if body.schedule is not None:
         changes["schedule"] = ScheduleSpec(**body.schedule.model_dump())
     updated = Ritual.model_validate({**ritual.model_dump(), **changes})
-    await _check(couple, updated, now)
+    await check_schedule(couple, updated, now)
     gone = set(planning.track_ids(couple, ritual)) - set(planning.track_ids(couple, updated))
     schedule = {} if couple.paused else planning.plan(couple, updated, now)
     await store.save_ritual(updated, schedule, sorted(gone))
@@ -208,7 +213,7 @@ def check_deck(catalog: Catalog, kind: str, deck_id: str | None) -> None:
     raise Invalid(["body", "deck"], f"{said}; decks for {kind}: {listed}")
 
 
-async def _check(couple: Couple, ritual: Ritual, now: datetime) -> None:
+async def check_schedule(couple: Couple, ritual: Ritual, now: datetime) -> None:
     """422 unless ``ritual``'s schedule can be accepted (see :func:`planning.check`)."""
     try:
         await planning.check(couple, ritual, now)
