@@ -299,5 +299,97 @@ def dlq_replay(
     typer.echo(f"replayed {count} dead letter(s) to {source}")
 
 
+SHOWN_ERRORS = 5  # refused items printed in full; the rest are only counted
+
+
+@app.command("import")
+def import_couples(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="JSON lines: one couple a line.")
+    ],
+    url: Annotated[
+        str, typer.Option(envvar="TANDEM_API_URL", help="The scheduler API.")
+    ] = "http://localhost:8080",
+    token: Annotated[
+        str, typer.Option(envvar="TANDEM_ADMIN_TOKEN", help="The admin token.", show_default=False)
+    ] = "",
+    chunk: Annotated[
+        int, typer.Option(min=1, max=1000, help="Couples per request (at most 1,000).")
+    ] = 500,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds per request.")] = 120.0,
+) -> None:
+    """Create the couples of FILE (each a POST /v1/couples body, optionally with "rituals":
+    a list of ritual bodies) through POST /v1/couples/import, CHUNK at a time. Prints how
+    many were created and refused, with the first few refusals by line; exits 1 if any was
+    refused. The created couples' tokens are not printed: rotate them to hand them out."""
+    import json
+
+    import httpx
+
+    if not token:
+        _fail("no admin token: pass --token or set TANDEM_ADMIN_TOKEN")
+    created = refused = 0
+    shown: list[str] = []
+
+    def refuse(line: int, why: str) -> None:
+        nonlocal refused
+        refused += 1
+        if len(shown) < SHOWN_ERRORS:
+            shown.append(f"line {line}: {why}")
+
+    def send(client: httpx.Client, batch: list[tuple[int, object]]) -> None:
+        nonlocal created
+        for _ in range(5):
+            answer = client.post("/v1/couples/import", json={"couples": [i for _, i in batch]})
+            if answer.status_code != 429:
+                break
+            time.sleep(float(answer.headers.get("retry-after", "1")))
+        if answer.status_code != 200:
+            _fail(f"the API refused the request: {answer.status_code} {answer.text[:300]}")
+        for result in answer.json()["results"]:
+            line = batch[result["index"]][0]
+            if "id" in result:
+                created += 1
+            else:
+                refuse(line, "; ".join(_said(e) for e in result["errors"]))
+
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        with (
+            httpx.Client(base_url=url, headers=headers, timeout=timeout) as client,
+            file.open(encoding="utf-8") as lines,
+        ):
+            batch: list[tuple[int, object]] = []
+            for number, text in enumerate(lines, start=1):
+                if not text.strip():
+                    continue
+                try:
+                    batch.append((number, json.loads(text)))
+                except json.JSONDecodeError as exc:
+                    refuse(number, f"not JSON: {exc.msg}")
+                    continue
+                if len(batch) == chunk:
+                    send(client, batch)
+                    batch = []
+            if batch:
+                send(client, batch)
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach the API at {url}: {_why(exc)}")
+    typer.echo(f"created {created}, refused {refused}")
+    for line in shown:
+        typer.echo(f"  {line}")
+    if refused > len(shown):
+        typer.echo(f"  ... and {refused - len(shown)} more")
+    if refused:
+        raise typer.Exit(1)
+
+
+def _said(error: dict[str, object]) -> str:
+    """One refusal as ``field.path: message`` (the item's index left out: the line says it)."""
+    loc = error.get("loc")
+    path = ".".join(str(p) for p in loc[1:]) if isinstance(loc, list) else ""
+    return f"{path or '(item)'}: {error.get('msg')}"
+
+
 if __name__ == "__main__":
     app()

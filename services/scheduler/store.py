@@ -28,6 +28,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from services.scheduler.goals import Goal
@@ -127,6 +128,17 @@ class Outgoing:
 
 
 @dataclass(frozen=True)
+class NewCouple:
+    """A couple to create: its token (only the hash is stored), its channels' plain URLs
+    (channel id -> URL, stored encrypted) and its rituals, each with its schedule."""
+
+    couple: Couple
+    token: str
+    channel_urls: dict[str, str]
+    rituals: Sequence[tuple[Ritual, dict[str, float | None]]] = ()
+
+
+@dataclass(frozen=True)
 class TrackCommit:
     track: str
     claimed_due: str  # exactly as claimed, for the fence
@@ -197,14 +209,30 @@ class SchedulerStore:
 
     # -- couples ------------------------------------------------------------------------
     async def create_couple(self, couple: Couple, token: str, channel_urls: dict[str, str]) -> None:
-        digest = token_hash(token)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._couple(couple.id), couple.model_dump_json())
-            pipe.set(self._token(digest), couple.id)
-            pipe.set(self._couple_token(couple.id), digest)
-            self.vault.store_channels(pipe, couple.id, channel_urls)
-            self.vault.set_paused(pipe, couple.id, couple.paused)
+            self._write_couple(pipe, NewCouple(couple, token, channel_urls))
             await pipe.execute()
+
+    async def create_couples(self, couples: Sequence[NewCouple]) -> None:
+        """Store many new couples with their rituals and schedules in one round trip (one
+        MULTI/EXEC: all of them or, if Redis fails, none)."""
+        if not couples:
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for new in couples:
+                self._write_couple(pipe, new)
+            await pipe.execute()
+
+    def _write_couple(self, pipe: Pipeline, new: NewCouple) -> None:
+        couple = new.couple
+        digest = token_hash(new.token)
+        pipe.set(self._couple(couple.id), couple.model_dump_json())
+        pipe.set(self._token(digest), couple.id)
+        pipe.set(self._couple_token(couple.id), digest)
+        self.vault.store_channels(pipe, couple.id, new.channel_urls)
+        self.vault.set_paused(pipe, couple.id, couple.paused)
+        for ritual, schedule in new.rituals:
+            self._write_ritual(pipe, ritual, schedule)
 
     async def save_couple(self, couple: Couple) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -278,11 +306,16 @@ class SchedulerStore:
         """Store ``ritual`` and (re)schedule its tracks: track id -> next due epoch (None:
         nothing left to fire); ``unschedule`` lists tracks that no longer exist."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._ritual(ritual.id), ritual.model_dump_json())
-            pipe.sadd(self._couple_rituals(ritual.couple_id), ritual.id)
             self._unschedule(pipe, unschedule)
-            self._schedule(pipe, schedule)
+            self._write_ritual(pipe, ritual, schedule)
             await pipe.execute()
+
+    def _write_ritual(
+        self, pipe: Pipeline, ritual: Ritual, schedule: dict[str, float | None]
+    ) -> None:
+        pipe.set(self._ritual(ritual.id), ritual.model_dump_json())
+        pipe.sadd(self._couple_rituals(ritual.couple_id), ritual.id)
+        self._schedule(pipe, schedule)
 
     async def reschedule(
         self, schedule: dict[str, float | None], unschedule: Sequence[str] = ()

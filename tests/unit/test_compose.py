@@ -104,3 +104,30 @@ def test_prometheus_scrapes_every_service_where_it_serves_metrics(
         assert env["TANDEM_OPS_HOST"] == "0.0.0.0", name  # reachable from Prometheus
         assert targets[name] == int(env["TANDEM_OPS_PORT"]), name
         assert f":{env['TANDEM_OPS_PORT']}/healthz" in str(services[name]["healthcheck"]["test"])
+
+
+def test_grafana_is_provisioned_with_the_datasource_and_the_dashboards(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    grafana = services["grafana"]
+    assert grafana["image"].startswith("grafana/grafana:")
+    assert "prometheus" in grafana["depends_on"]
+    mounts = {}
+    for volume in grafana["volumes"]:
+        host, _, inside = volume.partition(":")
+        if host.startswith("./"):
+            assert (COMPOSE.parent / host).is_dir(), f"{host} does not exist"
+            mounts[inside.removesuffix(":ro")] = COMPOSE.parent / host
+    provisioning = mounts["/etc/grafana/provisioning"]
+    (datasource,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert datasource["url"] == "http://prometheus:9090"  # the compose service
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "tandem.yml").read_text())[
+        "providers"
+    ]
+    dashboards = mounts[provider["options"]["path"]]  # the provider reads what is mounted
+    assert list(dashboards.glob("*.json")), dashboards
+    home = _environment(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (dashboards / Path(home).name).is_file()
+    assert home.startswith(provider["options"]["path"] + "/")

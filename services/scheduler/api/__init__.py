@@ -19,6 +19,7 @@ from services.scheduler.api import (
     errors,
     feeds,
     goals,
+    imports,
     nudges,
     ops,
     rituals,
@@ -32,7 +33,7 @@ from services.scheduler.store import SchedulerStore
 from shared.settings import Settings
 
 # In this order, so the OpenAPI document lists the paths as it always has.
-ROUTERS = (ops, couples, rituals, nudges, answers, goals, feeds, tokens)
+ROUTERS = (ops, couples, rituals, nudges, answers, goals, feeds, tokens, imports)
 
 
 def create_app(
@@ -66,7 +67,7 @@ def create_app(
     app.state.apprise_asset = apprise.AppriseAsset(
         plugin_paths=[str(settings.plugins_dir)] if settings.plugins_dir else []
     )
-    errors.install(app)
+    errors.install(app, larger={imports.PATH: imports.MAX_BODY_BYTES})
     for module in ROUTERS:
         app.include_router(module.router)
     return app

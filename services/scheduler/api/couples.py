@@ -4,6 +4,7 @@ own token."""
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from typing import Any
 
 import apprise
@@ -19,7 +20,7 @@ from services.scheduler.api.deps import (
     Store,
 )
 from services.scheduler.api.errors import Invalid
-from services.scheduler.api.fairness import Fairness, fair
+from services.scheduler.api.fairness import Fair, Fairness, fair
 from services.scheduler.api.feeds import feed_url
 from services.scheduler.api.schemas import CoupleIn, CouplePatch, PartnerIn
 from services.scheduler.rituals import Channel, Couple, Partner
@@ -49,17 +50,32 @@ async def create_couple(
 ) -> dict[str, Any]:
     if caller.who is not None:
         raise HTTPException(403, "only the admin token creates couples")
+    couple, token, urls = await build_couple(
+        body, fairness, asset, egress_policy(settings.channel_allow), now
+    )
+    await store.create_couple(couple, token, urls)
+    return {**couple.model_dump(mode="json"), "token": token}
+
+
+async def build_couple(
+    body: CoupleIn,
+    fairness: Fair,
+    asset: apprise.AppriseAsset,
+    policy: EgressPolicy,
+    now: datetime,
+) -> tuple[Couple, str, dict[str, str]]:
+    """The couple ``body`` describes, a new token for it and its channels' URLs (channel id
+    -> URL, kept encrypted apart from the couple) -- nothing stored yet. Raises
+    :class:`Invalid` (``loc`` starting with ``body``) for what the caps, Apprise or the
+    egress policy refuse. Shared by ``POST /v1/couples`` and the bulk import."""
     fairness.channels_fit(body)
-    policy = egress_policy(settings.channel_allow)
-    urls: dict[str, str] = {}  # channel id -> its URL, kept encrypted apart from the couple
+    urls: dict[str, str] = {}
     partners = [
         await _partner(p, ["body", "partners", i], asset, policy, urls)
         for i, p in enumerate(body.partners)
     ]
     couple = Couple(id=new_id("cpl"), name=body.name, partners=partners, created_at=now)
-    token = new_token()
-    await store.create_couple(couple, token, urls)
-    return {**couple.model_dump(mode="json"), "token": token}
+    return couple, new_token(), urls
 
 
 async def _partner(

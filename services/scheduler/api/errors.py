@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -55,17 +57,21 @@ class BodyLimit:
     within the limit. Starlette has no such limit of its own (only for multipart parts).
     """
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int = MAX_BODY_BYTES, larger: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.larger = dict(larger or {})  # exact path -> its own limit (e.g. bulk import)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope["path"], self.limit)
         length = Headers(scope=scope).get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            await _too_large(self.limit)(scope, receive, send)
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _too_large(limit)(scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -75,8 +81,8 @@ class BodyLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.limit:
-                await _too_large(self.limit)(scope, receive, send)
+            if size > limit:
+                await _too_large(limit)(scope, receive, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -112,9 +118,10 @@ async def answer_stored_schedule_error(_: Request, exc: Exception) -> JSONRespon
     )
 
 
-def install(app: FastAPI) -> None:
-    """Give ``app`` the error answers and the body-size limit above."""
-    app.add_middleware(BodyLimit)
+def install(app: FastAPI, larger: Mapping[str, int] | None = None) -> None:
+    """Give ``app`` the error answers and the body-size limit above (``larger``: the paths
+    allowed a bigger body, each with its own limit)."""
+    app.add_middleware(BodyLimit, larger=larger)
     app.add_exception_handler(Invalid, answer_invalid)
     app.add_exception_handler(ScheduleError, answer_stored_schedule_error)
     app.add_exception_handler(RequestValidationError, answer_validation_error)

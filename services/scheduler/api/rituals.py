@@ -35,10 +35,27 @@ async def create_ritual(
     fairness: Fairness,
 ) -> dict[str, Any]:
     couple = await caller.couple(couple_id)
-    _check_deck(decks, body.kind, body.deck)
+    check_deck(decks, body.kind, body.deck)
     await fairness.room_for_ritual(couple)
+    ritual = await build_ritual(couple, body, now)
+    await store.save_ritual(ritual, planning.plan(couple, ritual, now))
+    return await _view(store, keeping, couple, ritual, now)
+
+
+async def build_ritual(couple: Couple, body: RitualIn, now: datetime) -> Ritual:
+    """The ritual ``body`` describes for ``couple``, its schedule checked (:class:`Invalid`
+    with ``loc`` starting with ``body`` otherwise) -- nothing stored yet. The deck is
+    checked before, with :func:`check_deck`."""
+    ritual = new_ritual(couple, body, now)
+    await check_schedule(couple, ritual, now)
+    return ritual
+
+
+def new_ritual(couple: Couple, body: RitualIn, now: datetime) -> Ritual:
+    """The ritual ``body`` describes for ``couple``, not yet checked (see
+    :func:`build_ritual`; the bulk import checks alike schedules once)."""
     defaults = rituals.KIND_DEFAULTS[body.kind]
-    ritual = Ritual(
+    return Ritual(
         id=new_id("rit"),
         couple_id=couple.id,
         kind=body.kind,
@@ -56,9 +73,6 @@ async def create_ritual(
         celebrate_sms=body.celebrate_sms,
         created_at=now,
     )
-    await _check(couple, ritual, now)
-    await store.save_ritual(ritual, planning.plan(couple, ritual, now))
-    return await _view(store, keeping, couple, ritual, now)
 
 
 @router.get("/v1/couples/{couple_id}/rituals")
@@ -93,12 +107,12 @@ async def patch_ritual(
 ) -> dict[str, Any]:
     ritual, couple = await caller.ritual(ritual_id)
     if "deck" in body.model_fields_set:
-        _check_deck(decks, ritual.kind, body.deck)
+        check_deck(decks, ritual.kind, body.deck)
     changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"schedule"})
     if body.schedule is not None:
         changes["schedule"] = ScheduleSpec(**body.schedule.model_dump())
     updated = Ritual.model_validate({**ritual.model_dump(), **changes})
-    await _check(couple, updated, now)
+    await check_schedule(couple, updated, now)
     gone = set(planning.track_ids(couple, ritual)) - set(planning.track_ids(couple, updated))
     schedule = {} if couple.paused else planning.plan(couple, updated, now)
     await store.save_ritual(updated, schedule, sorted(gone))
@@ -183,7 +197,7 @@ def _recorded(raw: str) -> dict[str, Any]:
     return answer
 
 
-def _check_deck(catalog: Catalog, kind: str, deck_id: str | None) -> None:
+def check_deck(catalog: Catalog, kind: str, deck_id: str | None) -> None:
     """422 unless the content service can draw ``kind``'s nudges from ``deck_id`` (None: the
     kind's default deck)."""
     if deck_id is None:
@@ -199,7 +213,7 @@ def _check_deck(catalog: Catalog, kind: str, deck_id: str | None) -> None:
     raise Invalid(["body", "deck"], f"{said}; decks for {kind}: {listed}")
 
 
-async def _check(couple: Couple, ritual: Ritual, now: datetime) -> None:
+async def check_schedule(couple: Couple, ritual: Ritual, now: datetime) -> None:
     """422 unless ``ritual``'s schedule can be accepted (see :func:`planning.check`)."""
     try:
         await planning.check(couple, ritual, now)

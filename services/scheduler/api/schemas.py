@@ -253,3 +253,22 @@ class RitualPatch(Body):
         "celebrate_sms",
         mode="before",
     )(_not_null)
+
+
+# The most couples one bulk import request may carry, and the most rituals one couple of it
+# may list (TANDEM_MAX_RITUALS_PER_COUPLE applies as well).
+IMPORT_MAX_COUPLES = 1000
+RITUALS_CEILING = 100
+
+
+class ImportedCouple(CoupleIn):
+    """One couple of a bulk import: a ``CoupleIn`` with, optionally, its rituals."""
+
+    rituals: list[RitualIn] = Field(default_factory=list, max_length=RITUALS_CEILING)
+
+
+class ImportIn(Body):
+    """A bulk import: each item is validated on its own as an :class:`ImportedCouple`, so
+    one bad item is refused alone (its errors' ``loc`` start with its index)."""
+
+    couples: list[Any] = Field(min_length=1, max_length=IMPORT_MAX_COUPLES)
