@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 import uvicorn
 from typer.testing import CliRunner
 
@@ -16,13 +15,7 @@ from services.scheduler.api import imports
 from tandem.cli import app as cli
 from tandem.embedded import free_port
 from tests.support.infra import TEST_ADMIN_TOKEN
-from tests.support.scheduler import ADMIN, couple_body, running_scheduler
-
-
-@pytest.fixture(scope="module")
-async def running(module_infra):
-    async with running_scheduler(module_infra.settings()) as pair:
-        yield pair
+from tests.support.scheduler import ADMIN, couple_body
 
 
 def _item(n: int) -> dict[str, Any]:
