@@ -132,7 +132,12 @@ async def get_couple(
     couple = await caller.couple(couple_id)
     generation = await store.feed_generation(couple.id)
     feed = feed_url(settings.api_url, secret_key, couple.id, generation)
-    return {**couple.model_dump(mode="json"), "calendar_feed": feed}
+    view = {**couple.model_dump(mode="json"), "calendar_feed": feed}
+    for partner in view["partners"]:  # each partner's own feed, rotated with the couple's
+        partner["calendar_feed"] = feed_url(
+            settings.api_url, secret_key, couple.id, generation, partner["id"]
+        )
+    return view
 
 
 @router.patch("/v1/couples/{couple_id}")
