@@ -237,6 +237,12 @@ BAD: list[tuple[dict[str, Any], list[Any], str, str]] = [
         "value_error",
     ),
     (
+        {"kind": "hug", "schedule": {"rrule": "FREQ=DAILY;UNTIL=2030"}},
+        ["body", "schedule", "rrule"],
+        "e.g. UNTIL=20301231",
+        "value_error",
+    ),
+    (
         {"kind": "hug", "schedule": {"at": "2001-01-01T00:00:00Z"}},
         ["body", "schedule", "at"],
         "at must be in the future: give a later instant",
@@ -261,3 +267,18 @@ async def test_each_422_names_the_field_and_says_how_to_fix_it(
     assert answer.status_code == 422, answer.text
     detail = answer.json()["detail"]
     assert any(d["loc"] == loc and says in d["msg"] and d["type"] == kind for d in detail), detail
+
+
+async def test_a_bad_query_parameter_names_it(infra, running) -> None:
+    _, api = running
+    couple = await a_couple(api)
+    made = await api.post(f"/v1/couples/{couple}/rituals", json={"kind": "hug"}, headers=ADMIN)
+    answer = await api.get(f"/v1/rituals/{made.json()['id']}/upcoming?count=0", headers=ADMIN)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"] == [
+        {
+            "loc": ["query", "count"],
+            "msg": "`count` must be at least 1",
+            "type": "greater_than_equal",
+        }
+    ]

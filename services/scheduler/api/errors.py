@@ -50,6 +50,7 @@ _SCHEDULE_HINTS: list[tuple[str, str]] = [
     ("exdates are local wall-clock", ": give them without an offset, e.g. 2026-12-24T21:00:00"),
     ("COUNT and UNTIL cannot be combined", ": keep one of them"),
     ("UNTIL is before start", ": give an UNTIL after `start`, or an earlier `start`"),
+    ("UNTIL '", ", e.g. UNTIL=20301231 or UNTIL=20301231T235959Z"),
     ("malformed RRULE", "; write it like FREQ=WEEKLY;BYDAY=FR;BYHOUR=19;BYMINUTE=0"),
     ("a rule may fire at most once a minute", ": use FREQ=MINUTELY or slower, without BYSECOND"),
     ("COUNT must be at least 1", ": give COUNT=1 or more, or leave it out"),
@@ -111,7 +112,7 @@ def friendly(error: Mapping[str, Any], root: type[BaseModel] | None = None) -> s
     (``root``: the body's model, to list the fields an unknown one could have been)."""
     kind, msg, ctx = error["type"], error["msg"], error.get("ctx") or {}
     loc = list(error["loc"])
-    if loc[:1] == ["body"]:
+    if loc[:1] in (["body"], ["query"], ["path"], ["header"]):
         loc = loc[1:]
     name = str(loc[-1]) if loc else "body"
     if kind == "missing":
@@ -154,10 +155,10 @@ _TYPE_HINTS: dict[str, str] = {
     "finite_number": "`{field}` must be a finite number (no NaN or Infinity)",
     "bool_type": "`{field}` must be true or false",
     "bool_parsing": "`{field}` must be true or false",
-    "greater_than_equal": "must be at least {ge}",
-    "greater_than": "must be more than {gt}",
-    "less_than_equal": "must be at most {le}",
-    "less_than": "must be less than {lt}",
+    "greater_than_equal": "`{field}` must be at least {ge}",
+    "greater_than": "`{field}` must be more than {gt}",
+    "less_than_equal": "`{field}` must be at most {le}",
+    "less_than": "`{field}` must be less than {lt}",
     "datetime_type": "`{field}` must be a date and time such as 2026-12-01T07:30:00",
     "datetime_parsing": "`{field}` must be a date and time such as 2026-12-01T07:30:00 ({error})",
     "datetime_from_date_parsing": "`{field}` must be a date and time such as 2026-12-01T07:30:00",
@@ -261,7 +262,7 @@ async def answer_stored_schedule_error(_: Request, exc: Exception) -> JSONRespon
             "detail": [
                 {
                     "loc": ["schedule", *exc.field.split(".")[1:]],
-                    "msg": f"the stored schedule cannot be evaluated: {exc.reason}",
+                    "msg": "the stored schedule cannot be evaluated: " + schedule_hint(exc.reason),
                     "type": "stored_schedule",
                 }
             ]
