@@ -59,11 +59,30 @@ def plan(couple: Couple, ritual: Ritual, now: datetime) -> Plan:
 def default_schedule(kind: str, couple: Couple, now: datetime) -> ScheduleSpec:
     """The schedule of a ritual given only its kind: the kind's rule, in the first partner's
     zone, starting today (local midnight there)."""
-    zone = couple.partners[0].timezone
+    return complete_schedule(kind, couple, ScheduleSpec(timezone=couple.partners[0].timezone), now)
+
+
+def complete_schedule(
+    kind: str, couple: Couple, given: ScheduleSpec, now: datetime
+) -> ScheduleSpec:
+    """``given`` with what it leaves out filled from ``kind``'s defaults: unless it is a
+    one-off (``at``), no ``rrule`` is the kind's rule and no ``start`` is today's local
+    midnight in the schedule's zone (its ``timezone``, else the first partner's) -- stored
+    explicitly, so the rule's ordinals (and the rotation) never shift. A rule created late in
+    the day fires next at its first slot after ``now``: a daily 21:00 rule created at 20:00
+    fires at 21:00 today, one created at 22:00 tomorrow."""
+    if given.at is not None:
+        return given
+    zone = given.timezone or couple.partners[0].timezone
     today = now.astimezone(ZoneInfo(zone)).replace(
         hour=0, minute=0, second=0, microsecond=0, tzinfo=None
     )
-    return ScheduleSpec(rrule=rituals.KIND_DEFAULTS[kind].rrule, timezone=zone, start=today)
+    return given.model_copy(
+        update={
+            "rrule": given.rrule if given.rrule is not None else rituals.KIND_DEFAULTS[kind].rrule,
+            "start": given.start if given.start is not None else today,
+        }
+    )
 
 
 async def check(couple: Couple, ritual: Ritual, now: datetime) -> None:

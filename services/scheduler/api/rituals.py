@@ -61,7 +61,9 @@ def new_ritual(couple: Couple, body: RitualIn, now: datetime) -> Ritual:
         kind=body.kind,
         title=body.title or defaults.title,
         schedule=(
-            ScheduleSpec(**body.schedule.model_dump())
+            planning.complete_schedule(
+                body.kind, couple, ScheduleSpec(**body.schedule.model_dump()), now
+            )
             if body.schedule
             else planning.default_schedule(body.kind, couple, now)
         ),
@@ -110,7 +112,8 @@ async def patch_ritual(
         check_deck(decks, ritual.kind, body.deck)
     changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"schedule"})
     if body.schedule is not None:
-        changes["schedule"] = ScheduleSpec(**body.schedule.model_dump())
+        given = ScheduleSpec(**body.schedule.model_dump())
+        changes["schedule"] = planning.complete_schedule(ritual.kind, couple, given, now)
     updated = Ritual.model_validate({**ritual.model_dump(), **changes})
     await check_schedule(couple, updated, now)
     gone = set(planning.track_ids(couple, ritual)) - set(planning.track_ids(couple, updated))

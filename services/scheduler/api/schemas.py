@@ -87,7 +87,10 @@ def _zones() -> frozenset[str]:
 def _known_zone(value: str) -> str:
     if value not in _zones():
         shown = value if len(value) <= 40 else value[:40] + "…"
-        raise ValueError(f"unknown IANA time zone {shown!r} (e.g. 'Europe/Berlin')")
+        raise ValueError(
+            f"unknown IANA time zone {shown!r}: use an IANA name such as Europe/Berlin"
+            " or America/New_York"
+        )
     return value
 
 
@@ -118,7 +121,9 @@ def _in_window(value: datetime) -> datetime:
     except OverflowError:  # year 1 or 9999 with an offset
         plain = datetime.min
     if not low <= plain <= high:
-        raise ValueError(f"must be between {low.date()} and {high.date()}")
+        raise ValueError(
+            f"must be between {low.date()} and {high.date()}: give a date in that range"
+        )
     return value
 
 
@@ -132,7 +137,9 @@ _UNTIL = re.compile(r"UNTIL=(\d{4})", re.IGNORECASE)
 def _quarter_in_window(value: str) -> str:
     low, high = DATE_WINDOW
     if not low.year <= int(value[:4]) <= high.year:
-        raise ValueError(f"the year must be between {low.year} and {high.year}")
+        raise ValueError(
+            f"the year must be between {low.year} and {high.year}, e.g. {datetime.now(UTC).year}-Q1"
+        )
     return value
 
 
@@ -194,14 +201,19 @@ class ScheduleIn(Body):
         until = _UNTIL.search(value or "")
         low, high = DATE_WINDOW
         if until and not low.year <= int(until.group(1)) <= high.year:
-            raise ValueError(f"UNTIL must be between {low.date()} and {high.date()}")
+            raise ValueError(
+                f"UNTIL must be between {low.date()} and {high.date()}: give a date in that range"
+            )
         return value
 
     @field_validator("start")
     @classmethod
     def _naive_start(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is not None:
-            raise ValueError("start is a local wall-clock time: give it without an offset")
+            raise ValueError(
+                "start is a local wall-clock time: give it without an offset,"
+                " e.g. 2026-12-01T07:30:00 (the zone is `timezone`)"
+            )
         return value
 
 
