@@ -22,7 +22,7 @@ from services.content.decks import Catalog
 from services.scheduler import planning, rituals
 from services.scheduler.api.couples import build_couple
 from services.scheduler.api.deps import AppriseAsset, AppSettings, CurrentCaller, Decks, Now, Store
-from services.scheduler.api.errors import Invalid
+from services.scheduler.api.errors import Invalid, friendly
 from services.scheduler.api.fairness import Fair, Fairness, fair
 from services.scheduler.api.rituals import check_deck, check_schedule, new_ritual
 from services.scheduler.api.schemas import ImportedCouple, ImportIn
@@ -107,7 +107,10 @@ async def _build(
         given = ImportedCouple.model_validate(item)
     except ValidationError as exc:
         raise Refused(
-            [{"loc": [index, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+            [
+                {"loc": [index, *e["loc"]], "msg": friendly(e, ImportedCouple), "type": e["type"]}
+                for e in exc.errors()
+            ]
         ) from None
     cap = fairness.settings.max_rituals_per_couple
     if len(given.rituals) > cap:
