@@ -20,7 +20,8 @@ content process) and a fast HTTP sink of its own on 127.0.0.1 (raw asyncio, allo
    (the ``bench`` extra): N rituals drained to Kafka by Tandem's scheduler
    (``bench/scheduler_bench.py``) vs N APScheduler ``date`` jobs due at the same instant,
    each publishing one record to Kafka, with its memory job store and its Redis job store
-   (APScheduler's defaults otherwise: AsyncIOScheduler, misfire_grace_time 1 s).
+   (APScheduler's defaults otherwise: misfire_grace_time 1 s), as a BackgroundScheduler
+   (thread pool of 10, the usual pick) and as an AsyncIOScheduler (coroutine jobs).
 
 Writes ``bench/results/herd-<N>.json`` (and ``herd-vs-apscheduler-<N>.json``), prints a
 table, and as its last line a JSON summary that ``bench/run.py`` collects and charts.
@@ -377,6 +378,7 @@ async def herd(stack: DevStack, sink: Sink, n: int, concurrency: int) -> dict[st
 # -- APScheduler side by side --------------------------------------------------------------
 
 _producer: Any = None
+_loop: asyncio.AbstractEventLoop | None = None
 _topic = "bench.apscheduler"
 
 
@@ -387,15 +389,26 @@ async def publish(i: int, due: float) -> None:
     )
 
 
-async def apscheduler_herd(n: int, store: str) -> dict[str, Any]:
-    """N ``date`` jobs due at one instant under APScheduler 3.11 (AsyncIOScheduler, default
-    executor and misfire grace), each publishing one record; counted from the topic."""
-    global _producer
+def publish_sync(i: int, due: float) -> None:
+    """The same job for a BackgroundScheduler's worker threads: the one producer lives on
+    the bench's event loop; the thread waits for the acknowledgement."""
+    assert _loop is not None
+    asyncio.run_coroutine_threadsafe(publish(i, due), _loop).result()
+
+
+async def apscheduler_herd(n: int, store: str, kind: str) -> dict[str, Any]:
+    """N ``date`` jobs due at one instant under APScheduler 3.11 (``kind``: "background"
+    or "asyncio"; default executor and misfire grace), each publishing one record; counted
+    from the topic."""
+    global _producer, _loop
+    _loop = asyncio.get_running_loop()
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from apscheduler.jobstores.base import BaseJobStore
     from apscheduler.jobstores.memory import MemoryJobStore
     from apscheduler.jobstores.redis import RedisJobStore
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.schedulers.base import BaseScheduler
 
     from shared.kafka import ensure_topics
     from shared.settings import Settings
@@ -416,12 +429,17 @@ async def apscheduler_herd(n: int, store: str) -> dict[str, Any]:
             if store == "redis"
             else MemoryJobStore()
         )
-        scheduler = AsyncIOScheduler(jobstores={"default": jobstore}, timezone=UTC)
+        scheduler: BaseScheduler = (
+            BackgroundScheduler(jobstores={"default": jobstore}, timezone=UTC)
+            if kind == "background"
+            else AsyncIOScheduler(jobstores={"default": jobstore}, timezone=UTC)
+        )
+        job = publish_sync if kind == "background" else publish
         scheduler.start()
         due = datetime.now(UTC) + timedelta(seconds=10 + n / 1000)
         began = time.monotonic()
         for i in range(n):
-            scheduler.add_job(publish, "date", run_date=due, args=[i, due.timestamp()], id=f"j{i}")
+            scheduler.add_job(job, "date", run_date=due, args=[i, due.timestamp()], id=f"j{i}")
         seed_seconds = time.monotonic() - began
         if time.time() > due.timestamp():
             raise RuntimeError(f"seeding took {seed_seconds:.1f}s, past the instant")
@@ -461,7 +479,7 @@ async def apscheduler_herd(n: int, store: str) -> dict[str, Any]:
         scheduler.shutdown(wait=False)
         await _producer.stop()
         return {
-            "scheduler": f"apscheduler-3.11-{store}",
+            "scheduler": f"apscheduler-3.11-{kind}-{store}",
             "rituals": n,
             "seed_seconds": r3(seed_seconds),
             "drain_seconds": r3(last_ts - due.timestamp()) if last_ts else None,
@@ -508,8 +526,9 @@ def tandem_scheduler_herd(n: int, replicas: int) -> dict[str, Any]:
 async def side_by_side(n: int, replicas: int) -> dict[str, Any]:
     rows = [await asyncio.to_thread(tandem_scheduler_herd, n, replicas)]
     print(f"  {rows[-1]}", flush=True)
-    for store in ("memory", "redis"):
-        rows.append(await apscheduler_herd(n, store))
+    for kind in ("background", "asyncio"):
+        for store in ("memory", "redis"):
+            rows.append(await apscheduler_herd(n, store, kind))
         print(f"  {rows[-1]}", flush=True)
     tandem = rows[0]["drain_seconds"]
     ratios = {
@@ -569,8 +588,10 @@ async def main() -> None:
     parser.add_argument("--quiet-gap", type=float, default=2.0)
     parser.add_argument("--vs-apscheduler", type=int, default=20_000, metavar="N", help="0: skip")
     parser.add_argument("--no-herd", action="store_true", help="only the side-by-side")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results = args.results
+    results.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"bench": "herd", "machine": machine()}
 
     if not args.no_herd:
@@ -600,7 +621,7 @@ async def main() -> None:
         finally:
             await asyncio.to_thread(stack.stop)
             sink.stop()
-        path = RESULTS / f"herd-{args.couples}.json"
+        path = results / f"herd-{args.couples}.json"
         path.write_text(json.dumps(result, indent=2) + "\n")
         print_herd(result)
         print(f"wrote {path}")
@@ -627,7 +648,7 @@ async def main() -> None:
         vs = await side_by_side(args.vs_apscheduler, args.scheduler)
         vs["machine"] = summary["machine"]
         vs["at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        path = RESULTS / f"herd-vs-apscheduler-{args.vs_apscheduler}.json"
+        path = results / f"herd-vs-apscheduler-{args.vs_apscheduler}.json"
         path.write_text(json.dumps(vs, indent=2) + "\n")
         print(f"  {'scheduler':<26}{'drain s':>9}{'delivered':>11}{'missed':>8}{'dup':>6}")
         for row in vs["rows"]:
