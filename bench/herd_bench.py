@@ -650,10 +650,10 @@ async def main() -> None:
         vs["at"] = datetime.now(UTC).isoformat(timespec="seconds")
         path = results / f"herd-vs-apscheduler-{args.vs_apscheduler}.json"
         path.write_text(json.dumps(vs, indent=2) + "\n")
-        print(f"  {'scheduler':<26}{'drain s':>9}{'delivered':>11}{'missed':>8}{'dup':>6}")
+        print(f"  {'scheduler':<36}{'drain s':>9}{'delivered':>11}{'missed':>8}{'dup':>6}")
         for row in vs["rows"]:
             print(
-                f"  {row['scheduler']:<26}{row['drain_seconds']!s:>9}{row['delivered']:>11}"
+                f"  {row['scheduler']:<36}{row['drain_seconds']!s:>9}{row['delivered']:>11}"
                 f"{row['missed']:>8}{row['duplicates']:>6}"
             )
         for key, value in vs["ratios"].items():
