@@ -32,6 +32,7 @@ format: setup
 	$(BIN)/ruff format .
 
 bench: setup
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python bench/run.py
 
 # docs/asyncapi.json (+ .html) and docs/openapi.json, generated from the code; a unit test

@@ -1,0 +1,670 @@
+"""The 21:00 herd, measured over the whole path: N couples, one nudge each, due at one instant.
+
+    .venv/bin/python bench/herd_bench.py [--couples 1000] [--scheduler 2] [--notifier 2]
+        [--quiet 10] [--vs-apscheduler 20000] [--no-herd]
+
+Starts the suite with the ``tandem dev`` machinery (:class:`tandem.dev.DevStack`: embedded
+broker and Redis, ``--scheduler`` scheduler and ``--notifier`` notifier processes, one
+content process) and a fast HTTP sink of its own on 127.0.0.1 (raw asyncio, allowed through
+``TANDEM_CHANNEL_ALLOW``) that records when each partner's Apprise ``json://`` POST arrived.
+
+1. Quiet evening: one couple, ``--quiet`` one-off rituals a few seconds apart (each fires
+   alone); lateness of every delivery relative to its instant (p50, max).
+2. The herd: N couples created through the API (16 requests in flight, round robin over
+   the scheduler replicas; couples/s measured), then one ``at`` one-off ritual each, all due
+   at one shared instant; waits until every partner's nudge arrived (or a deadline) and
+   reports lateness (p50, p99, max = when the last phone buzzed), partner skew per couple,
+   duplicates and misses at the sink, and each process's RSS (before and after the herd)
+   and CPU seconds from /proc.
+3. With ``--vs-apscheduler N``: the scheduler-only herd side by side with APScheduler 3.11
+   (the ``bench`` extra): N rituals drained to Kafka by Tandem's scheduler
+   (``bench/scheduler_bench.py``) vs N APScheduler ``date`` jobs due at the same instant,
+   each publishing one record to Kafka, with its memory job store and its Redis job store
+   (APScheduler's defaults otherwise: misfire_grace_time 1 s), as a BackgroundScheduler
+   (thread pool of 10, the usual pick) and as an AsyncIOScheduler (coroutine jobs).
+
+Writes ``bench/results/herd-<N>.json`` (and ``herd-vs-apscheduler-<N>.json``), prints a
+table, and as its last line a JSON summary that ``bench/run.py`` collects and charts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tandem.dev import DevStack  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def pct(values: Iterable[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def r3(x: float) -> float:
+    return round(x, 3)
+
+
+# -- the sink ------------------------------------------------------------------------------
+
+
+class Sink:
+    """An HTTP server on 127.0.0.1 (its own thread and event loop) that answers every
+    request 200 at once and records ``(path, time.time())`` on arrival of the whole body,
+    and the nudge's title by arrival index."""
+
+    def __init__(self) -> None:
+        self.arrivals: list[tuple[str, float]] = []
+        self.titles: list[str] = []
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="herd-sink", daemon=True)
+
+    def start(self) -> Sink:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def url(self, address: str) -> str:
+        return f"json://127.0.0.1:{self.port}/{address}"
+
+    @property
+    def allow(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(
+            asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024)
+        )
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                path = lines[0].split(" ")[1] if " " in lines[0] else ""
+                length = 0
+                close = False
+                for line in lines[1:]:
+                    name, _, value = line.partition(":")
+                    name = name.strip().lower()
+                    if name == "content-length":
+                        length = int(value.strip())
+                    elif name == "connection" and value.strip().lower() == "close":
+                        close = True
+                body = await reader.readexactly(length) if length else b""
+                at = time.time()
+                try:
+                    title = str(json.loads(body).get("title", ""))
+                except (ValueError, AttributeError):
+                    title = ""
+                self.titles.append(title)  # before the arrival: readers index by arrivals
+                self.arrivals.append((path.lstrip("/"), at))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                await writer.drain()
+                if close:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    def since(self, index: int) -> list[tuple[str, float]]:
+        return self.arrivals[index:]
+
+
+# -- /proc ---------------------------------------------------------------------------------
+
+
+def proc_stats(pids: dict[str, int]) -> dict[str, dict[str, float]]:
+    """RSS (MiB) and CPU seconds (user + system) of each process, from /proc."""
+    out: dict[str, dict[str, float]] = {}
+    for name, pid in pids.items():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            statm = Path(f"/proc/{pid}/statm").read_text().split()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+        out[name] = {"rss_mib": round(int(statm[1]) * PAGE / 2**20, 1), "cpu_s": round(cpu, 2)}
+    return out
+
+
+# -- the API -------------------------------------------------------------------------------
+
+
+def couple_body(sink: Sink, tag: str) -> dict[str, Any]:
+    return {
+        "name": f"herd {tag}",
+        "partners": [
+            {
+                "name": name,
+                "timezone": "UTC",
+                "channels": [{"url": sink.url(f"{tag}/{side}"), "kind": "push"}],
+                "quiet_hours": None,
+            }
+            for name, side in (("Sam", "a"), ("Alex", "b"))
+        ],
+    }
+
+
+def ritual_body(at: datetime, title: str = "Evening check-in") -> dict[str, Any]:
+    return {
+        "kind": "evening_checkin",
+        "title": title,
+        "schedule": {"at": at.isoformat(timespec="milliseconds")},
+        "delivery": "together",
+        "rotation": None,
+        "deck": None,
+    }
+
+
+async def in_flight(n: int, concurrency: int, job: Any) -> list[Any]:
+    """Run ``job(i)`` for i in range(n), ``concurrency`` at a time; results in order."""
+    results: list[Any] = [None] * n
+    counter = iter(range(n))
+
+    async def worker() -> None:
+        for i in counter:
+            results[i] = await job(i)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return results
+
+
+async def post(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    for attempt in range(5):
+        response = await client.post(url, json=body)
+        if response.status_code == 429 and attempt < 4:
+            await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+            continue
+        response.raise_for_status()
+        return dict(response.json())
+    raise AssertionError("unreachable")
+
+
+# -- the herd ------------------------------------------------------------------------------
+
+
+def wait_for(sink: Sink, start: int, expected: set[str], deadline: float) -> None:
+    """Until every expected path arrived after index ``start`` (or the deadline), then a
+    short while longer for late duplicates."""
+    while time.time() < deadline:
+        if expected <= {p for p, _ in sink.since(start)}:
+            break
+        time.sleep(0.05)
+    time.sleep(2.0)
+
+
+async def quiet_evening(stack: DevStack, sink: Sink, repeats: int, gap: float) -> dict[str, Any]:
+    """One couple, ``repeats`` one-off rituals ``gap`` seconds apart."""
+    headers = {"Authorization": f"Bearer {stack.admin_token}"}
+    start = len(sink.arrivals)
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, headers=headers, timeout=30, trust_env=False
+    ) as client:
+        couple = await post(client, "/v1/couples", couple_body(sink, "quiet"))
+        first = datetime.now(UTC) + timedelta(seconds=3)
+        instants = [first + timedelta(seconds=gap * k) for k in range(repeats)]
+        for k, at in enumerate(instants):
+            await post(
+                client,
+                f"/v1/couples/{couple['id']}/rituals",
+                ritual_body(at, f"quiet {k}"),
+            )
+    wait_for_count(sink, start, 2 * repeats, instants[-1].timestamp() + 30)
+    arrivals = sink.since(start)
+    titles = sink.titles[start : start + len(arrivals)]
+    lateness: list[float] = []
+    out_of_order = 0
+    seen: dict[str, int] = {}  # per partner: the last nudge number that arrived
+    for (path, at_), title in zip(arrivals, titles, strict=True):
+        k = int(title.rsplit(" ", 1)[-1])
+        lateness.append(at_ - instants[k].timestamp())
+        out_of_order += k < seen.get(path, -1)
+        seen[path] = k
+    return {
+        "repeats": repeats,
+        "delivered": len(arrivals),
+        "expected": 2 * repeats,
+        "lateness_p50_s": r3(pct(lateness, 0.5)),
+        "lateness_max_s": r3(max(lateness) if lateness else float("nan")),
+        "lateness_all_s": [r3(x) for x in lateness],
+        "out_of_order": out_of_order,
+    }
+
+
+def wait_for_count(sink: Sink, start: int, count: int, deadline: float) -> None:
+    while time.time() < deadline and len(sink.arrivals) - start < count:
+        time.sleep(0.05)
+    time.sleep(1.0)
+
+
+async def herd(stack: DevStack, sink: Sink, n: int, concurrency: int) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {stack.admin_token}"}
+    urls = stack.scheduler_urls
+    clients = [
+        httpx.AsyncClient(
+            base_url=u,
+            headers=headers,
+            timeout=60,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=concurrency),
+        )
+        for u in urls
+    ]
+    try:
+        began = time.monotonic()
+        couples = await in_flight(
+            n,
+            concurrency,
+            lambda i: post(clients[i % len(clients)], "/v1/couples", couple_body(sink, f"c{i}")),
+        )
+        couple_seconds = time.monotonic() - began
+        couples_per_s = n / couple_seconds
+        # Rituals: about as fast as couples; the instant leaves that time and a margin.
+        instant = datetime.now(UTC) + timedelta(seconds=1.5 * couple_seconds + 10)
+        began = time.monotonic()
+        await in_flight(
+            n,
+            concurrency,
+            lambda i: post(
+                clients[i % len(clients)],
+                f"/v1/couples/{couples[i]['id']}/rituals",
+                ritual_body(instant),
+            ),
+        )
+        ritual_seconds = time.monotonic() - began
+    finally:
+        for c in clients:
+            await c.aclose()
+    lead = instant.timestamp() - time.time()
+    print(
+        f"created {n} couples in {couple_seconds:.1f}s ({couples_per_s:.0f}/s) and their "
+        f"rituals in {ritual_seconds:.1f}s; the herd is due in {lead:.1f}s",
+        flush=True,
+    )
+    await asyncio.sleep(max(0.0, lead - 1.5))
+    before = proc_stats(stack.pids())
+    start = len(sink.arrivals)
+    expected = {f"c{i}/{side}" for i in range(n) for side in "ab"}
+    await asyncio.to_thread(wait_for, sink, start, expected, instant.timestamp() + 600)
+    after = proc_stats(stack.pids())
+    arrivals = sink.since(start)
+    t0 = instant.timestamp()
+    first_at: dict[str, float] = {}
+    counts: dict[str, int] = defaultdict(int)
+    for path, at_ in arrivals:
+        counts[path] += 1
+        first_at.setdefault(path, at_)
+    lateness = [t - t0 for p, t in first_at.items() if p in expected]
+    skew = [
+        abs(first_at[f"c{i}/a"] - first_at[f"c{i}/b"])
+        for i in range(n)
+        if f"c{i}/a" in first_at and f"c{i}/b" in first_at
+    ]
+    a_first = sum(
+        1
+        for i in range(n)
+        if f"c{i}/a" in first_at
+        and f"c{i}/b" in first_at
+        and first_at[f"c{i}/a"] <= first_at[f"c{i}/b"]
+    )
+    processes = {
+        name: {
+            "rss_before_mib": before.get(name, {}).get("rss_mib"),
+            "rss_after_mib": after.get(name, {}).get("rss_mib"),
+            "cpu_s_total": after.get(name, {}).get("cpu_s"),
+            "cpu_s_herd": r3(after[name]["cpu_s"] - before[name]["cpu_s"])
+            if name in before and name in after
+            else None,
+        }
+        for name in stack.pids()
+    }
+    return {
+        "couples": n,
+        "deliveries_expected": len(expected),
+        "delivered": len(first_at.keys() & expected),
+        "missed": len(expected - first_at.keys()),
+        "duplicates": sum(c - 1 for p, c in counts.items() if c > 1),
+        "unexpected": len(first_at.keys() - expected),
+        "api_couples_per_s": round(couples_per_s, 1),
+        "api_rituals_per_s": round(n / ritual_seconds, 1),
+        "setup_lead_s": r3(lead),
+        "lateness_p50_s": r3(pct(lateness, 0.5)),
+        "lateness_p99_s": r3(pct(lateness, 0.99)),
+        "lateness_max_s": r3(max(lateness) if lateness else float("nan")),
+        "lateness_first_s": r3(min(lateness) if lateness else float("nan")),
+        "skew_p50_ms": round(1000 * pct(skew, 0.5), 1),
+        "skew_p99_ms": round(1000 * pct(skew, 0.99), 1),
+        "skew_max_ms": round(1000 * max(skew), 1) if skew else float("nan"),
+        "partner_a_first": a_first,
+        "processes": processes,
+    }
+
+
+# -- APScheduler side by side --------------------------------------------------------------
+
+_producer: Any = None
+_loop: asyncio.AbstractEventLoop | None = None
+_topic = "bench.apscheduler"
+
+
+async def publish(i: int, due: float) -> None:
+    """An APScheduler job: one record to Kafka, as a Tandem firing would."""
+    await _producer.send_and_wait(
+        _topic, json.dumps({"job": i, "due": due}).encode(), key=str(i).encode()
+    )
+
+
+def publish_sync(i: int, due: float) -> None:
+    """The same job for a BackgroundScheduler's worker threads: the one producer lives on
+    the bench's event loop; the thread waits for the acknowledgement."""
+    assert _loop is not None
+    asyncio.run_coroutine_threadsafe(publish(i, due), _loop).result()
+
+
+async def apscheduler_herd(n: int, store: str, kind: str) -> dict[str, Any]:
+    """N ``date`` jobs due at one instant under APScheduler 3.11 (``kind``: "background"
+    or "asyncio"; default executor and misfire grace), each publishing one record; counted
+    from the topic."""
+    global _producer, _loop
+    _loop = asyncio.get_running_loop()
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from apscheduler.jobstores.base import BaseJobStore
+    from apscheduler.jobstores.memory import MemoryJobStore
+    from apscheduler.jobstores.redis import RedisJobStore
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.schedulers.base import BaseScheduler
+
+    from shared.kafka import ensure_topics
+    from shared.settings import Settings
+    from tandem.embedded import start_broker, start_redis
+
+    infra = [start_broker()]
+    if store == "redis":
+        infra.append(start_redis())
+    try:
+        bootstrap = f"127.0.0.1:{infra[0].port}"
+        await ensure_topics(
+            Settings(kafka_bootstrap=bootstrap, topic_partitions=6), topics=(_topic,)
+        )
+        _producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+        await _producer.start()
+        jobstore: BaseJobStore = (
+            RedisJobStore(host="127.0.0.1", port=infra[1].port)
+            if store == "redis"
+            else MemoryJobStore()
+        )
+        scheduler: BaseScheduler = (
+            BackgroundScheduler(jobstores={"default": jobstore}, timezone=UTC)
+            if kind == "background"
+            else AsyncIOScheduler(jobstores={"default": jobstore}, timezone=UTC)
+        )
+        job = publish_sync if kind == "background" else publish
+        scheduler.start()
+        due = datetime.now(UTC) + timedelta(seconds=10 + n / 1000)
+        began = time.monotonic()
+        for i in range(n):
+            scheduler.add_job(job, "date", run_date=due, args=[i, due.timestamp()], id=f"j{i}")
+        seed_seconds = time.monotonic() - began
+        if time.time() > due.timestamp():
+            raise RuntimeError(f"seeding took {seed_seconds:.1f}s, past the instant")
+        consumer = AIOKafkaConsumer(
+            _topic,
+            bootstrap_servers=bootstrap,
+            group_id=f"aps-{time.time_ns()}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            max_poll_records=5000,
+        )
+        await consumer.start()
+        counts: dict[int, int] = defaultdict(int)
+        last_ts = 0.0
+        lateness: list[float] = []
+        quiet_since = time.time()
+        deadline = due.timestamp() + 600
+        while time.time() < deadline:
+            batches = await consumer.getmany(timeout_ms=300, max_records=5000)
+            got = False
+            for records in batches.values():
+                for record in records:
+                    got = True
+                    counts[json.loads(record.value)["job"]] += 1
+                    ts = record.timestamp / 1000
+                    last_ts = max(last_ts, ts)
+                    lateness.append(ts - due.timestamp())
+            if got:
+                quiet_since = time.time()
+            if len(counts) >= n and time.time() - quiet_since > 3:
+                break
+            # Nothing more is coming once the scheduler has no jobs left and 5 s are quiet.
+            if time.time() - max(quiet_since, due.timestamp()) > 5:
+                if not await asyncio.to_thread(scheduler.get_jobs):
+                    break
+        await consumer.stop()
+        scheduler.shutdown(wait=False)
+        await _producer.stop()
+        return {
+            "scheduler": f"apscheduler-3.11-{kind}-{store}",
+            "rituals": n,
+            "seed_seconds": r3(seed_seconds),
+            "drain_seconds": r3(last_ts - due.timestamp()) if last_ts else None,
+            "lateness_p50_s": r3(pct(lateness, 0.5)),
+            "lateness_p99_s": r3(pct(lateness, 0.99)),
+            "delivered": len(counts),
+            "missed": n - len(counts),
+            "duplicates": sum(c - 1 for c in counts.values() if c > 1),
+        }
+    finally:
+        for p in reversed(infra):
+            p.stop()
+
+
+def tandem_scheduler_herd(n: int, replicas: int) -> dict[str, Any]:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "scheduler_bench.py"),
+            "--rituals",
+            str(n),
+            "--replicas",
+            str(replicas),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    return {
+        "scheduler": f"tandem-{replicas}-replicas",
+        "rituals": n,
+        "drain_seconds": summary["drain_seconds"],
+        "lateness_p50_s": summary["lateness_p50_s"],
+        "lateness_p99_s": summary["lateness_p99_s"],
+        "delivered": n - summary["missed"],
+        "missed": summary["missed"],
+        "duplicates": summary["duplicates"],
+    }
+
+
+async def side_by_side(n: int, replicas: int) -> dict[str, Any]:
+    rows = [await asyncio.to_thread(tandem_scheduler_herd, n, replicas)]
+    print(f"  {rows[-1]}", flush=True)
+    for kind in ("background", "asyncio"):
+        for store in ("memory", "redis"):
+            rows.append(await apscheduler_herd(n, store, kind))
+        print(f"  {rows[-1]}", flush=True)
+    tandem = rows[0]["drain_seconds"]
+    ratios = {
+        f"{row['scheduler']}_drain_vs_tandem": r3(row["drain_seconds"] / tandem)
+        for row in rows[1:]
+        if row["drain_seconds"] and tandem
+    }
+    return {"rituals": n, "rows": rows, "ratios": ratios}
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    load = os.getloadavg()
+    return (
+        f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load avg {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start"
+    )
+
+
+def print_herd(result: dict[str, Any]) -> None:
+    h = result["herd"]
+    q = result.get("quiet")
+    print(f"\nherd: {h['couples']} couples, {h['deliveries_expected']} deliveries")
+    print(f"  {'delivered':<30}{h['delivered']}  (missed {h['missed']}, dup {h['duplicates']})")
+    print(f"  {'API couples/s (setup)':<30}{h['api_couples_per_s']}")
+    print(
+        f"  {'lateness p50 / p99 / max':<30}"
+        f"{h['lateness_p50_s']} s / {h['lateness_p99_s']} s / {h['lateness_max_s']} s"
+    )
+    print(
+        f"  {'partner skew p50 / p99 / max':<30}"
+        f"{h['skew_p50_ms']} ms / {h['skew_p99_ms']} ms / {h['skew_max_ms']} ms"
+    )
+    print(f"  {'process':<16}{'RSS before':>12}{'RSS after':>12}{'CPU herd':>10}{'CPU all':>10}")
+    for name, p in h["processes"].items():
+        print(
+            f"  {name:<16}{p['rss_before_mib']!s:>10}Mi{p['rss_after_mib']!s:>10}Mi"
+            f"{p['cpu_s_herd']!s:>9}s{p['cpu_s_total']!s:>9}s"
+        )
+    if q:
+        print(
+            f"quiet evening: {q['repeats']} x one couple: lateness p50 {q['lateness_p50_s']} s, "
+            f"max {q['lateness_max_s']} s; delivered {q['delivered']}/{q['expected']}, "
+            f"out of order {q['out_of_order']}"
+        )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--couples", type=int, default=1000)
+    parser.add_argument("--scheduler", type=int, default=2)
+    parser.add_argument("--notifier", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--quiet", type=int, default=10, help="quiet-evening repeats (0: skip)")
+    parser.add_argument("--quiet-gap", type=float, default=2.0)
+    parser.add_argument("--vs-apscheduler", type=int, default=20_000, metavar="N", help="0: skip")
+    parser.add_argument("--no-herd", action="store_true", help="only the side-by-side")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
+    args = parser.parse_args()
+    results = args.results
+    results.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"bench": "herd", "machine": machine()}
+
+    if not args.no_herd:
+        sink = Sink().start()
+        environ = {
+            **os.environ,
+            "TANDEM_CHANNEL_ALLOW": sink.allow,
+            "TANDEM_LOG_LEVEL": "WARNING",
+            "TANDEM_RATE_LIMIT": "",  # the setup is 2N requests from one token
+        }
+        environ.pop("TANDEM_API_PORT", None)
+        stack = DevStack(
+            replicas={"scheduler": args.scheduler, "notifier": args.notifier},
+            environ=environ,
+            show_service_output=False,
+        )
+        result: dict[str, Any] = {
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": summary["machine"],
+            "replicas": stack.replicas,
+        }
+        try:
+            await asyncio.to_thread(stack.start)
+            if args.quiet:
+                result["quiet"] = await quiet_evening(stack, sink, args.quiet, args.quiet_gap)
+            result["herd"] = await herd(stack, sink, args.couples, args.concurrency)
+        finally:
+            await asyncio.to_thread(stack.stop)
+            sink.stop()
+        path = results / f"herd-{args.couples}.json"
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print_herd(result)
+        print(f"wrote {path}")
+        h = result["herd"]
+        summary.update(
+            couples=h["couples"],
+            herd_lateness_p50_s=h["lateness_p50_s"],
+            herd_lateness_p99_s=h["lateness_p99_s"],
+            last_phone_s=h["lateness_max_s"],
+            skew_p50_ms=h["skew_p50_ms"],
+            skew_p99_ms=h["skew_p99_ms"],
+            missed=h["missed"],
+            duplicates=h["duplicates"],
+            api_couples_per_s=h["api_couples_per_s"],
+        )
+        if "quiet" in result:
+            summary.update(
+                quiet_lateness_p50_s=result["quiet"]["lateness_p50_s"],
+                quiet_lateness_max_s=result["quiet"]["lateness_max_s"],
+            )
+
+    if args.vs_apscheduler:
+        print(f"\nscheduler-only herd, {args.vs_apscheduler} rituals due at one instant:")
+        vs = await side_by_side(args.vs_apscheduler, args.scheduler)
+        vs["machine"] = summary["machine"]
+        vs["at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        path = results / f"herd-vs-apscheduler-{args.vs_apscheduler}.json"
+        path.write_text(json.dumps(vs, indent=2) + "\n")
+        print(f"  {'scheduler':<36}{'drain s':>9}{'delivered':>11}{'missed':>8}{'dup':>6}")
+        for row in vs["rows"]:
+            print(
+                f"  {row['scheduler']:<36}{row['drain_seconds']!s:>9}{row['delivered']:>11}"
+                f"{row['missed']:>8}{row['duplicates']:>6}"
+            )
+        for key, value in vs["ratios"].items():
+            print(f"  {key}: {value}x")
+        print(f"wrote {path}")
+        for row in vs["rows"]:
+            tag = row["scheduler"].replace("-", "_").replace(".", "")
+            summary[f"{tag}_drain_s"] = row["drain_seconds"]
+            summary[f"{tag}_missed"] = row["missed"]
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
