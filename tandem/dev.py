@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import signal
 import socket
@@ -26,6 +27,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -276,6 +278,9 @@ class DevStack:
         env["PYTHONUNBUFFERED"] = "1"  # service lines reach the terminal as they are written
         # The inbox's own sinks, and nothing else on loopback, join the egress exceptions.
         env["TANDEM_CHANNEL_ALLOW"] = join_allow(env.get("TANDEM_CHANNEL_ALLOW"), self.inbox.allow)
+        # The partners' channel forms (ntfy topic, e-mail, SMS, Signal) reach the inbox too.
+        for name, value in inbox_gateways(self.inbox).items():
+            env.setdefault(name, value)
         try:
             settings = settings_from(env)
         except ValidationError as exc:
@@ -380,6 +385,18 @@ class DevStack:
 
     def _dim(self, text: str) -> str:
         return f"\033[2m{text}\033[0m" if self._color else text
+
+
+def inbox_gateways(inbox: Inbox) -> dict[str, str]:
+    """Settings that make the web app's channel forms land in ``inbox``: its ntfy server,
+    an SMTP relay and SMS/Signal gateways (each with the placeholder the form fills)."""
+    sms = inbox.sms_url("{number}").replace(quote("{number}"), "{number}")
+    return {
+        "TANDEM_NTFY_SERVER": f"http://127.0.0.1:{inbox.http_port}",
+        "TANDEM_SMTP_RELAY": inbox.mailto_url("{address}").replace(quote("{address}"), "{address}"),
+        "TANDEM_SMS_GATEWAY": sms,
+        "TANDEM_SIGNAL_GATEWAY": sms,
+    }
 
 
 def format_received(item: Received, *, color: bool = False) -> str:
@@ -493,6 +510,53 @@ def demo_ritual(start: datetime) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Invited:
+    """A couple the first partner started through the web app's API, waiting for the
+    second: the link that partner opens, and the first partner's token."""
+
+    couple_id: str
+    invite_url: str
+    partner_token: str
+
+
+INVITER_TOPIC = "robin-phone"  # the inviting partner's verified ntfy topic at the inbox
+
+
+def create_invited(stack: DevStack, *, code_timeout: float = 30.0) -> Invited:
+    """Start a couple as Robin (Europe/Lisbon) through the partners' API, verify Robin's
+    phone (an ntfy topic at the stack's inbox, with the code the inbox receives) and return
+    the invite link: whoever opens it joins as the second partner, adds their own channel
+    on the web page and reads its code on the inbox page. Raises httpx.HTTPError when the
+    API refuses, TimeoutError when no code arrives."""
+    with httpx.Client(base_url=stack.api_url, timeout=10.0, trust_env=False) as client:
+        started = client.post(
+            "/v1/start",
+            json={"name": "Robin", "timezone": "Europe/Lisbon", "couple_name": "Robin & you"},
+        )
+        started.raise_for_status()
+        entry = started.json()
+        couple_id, partner_id = entry["couple"]["id"], entry["partner_id"]
+        headers = {"Authorization": f"Bearer {entry['token']}"}
+        channels = f"/v1/couples/{couple_id}/partners/{partner_id}/channels"
+        added = client.post(
+            channels, json={"type": "ntfy", "topic": INVITER_TOPIC}, headers=headers
+        )
+        added.raise_for_status()
+        got = stack.inbox.wait_for(
+            lambda r: any(i.address == INVITER_TOPIC for i in r), timeout=code_timeout
+        )
+        found = re.search(
+            r"\b(\d{3}) ?(\d{3})\b", [i for i in got if i.address == INVITER_TOPIC][-1].body
+        )
+        code = found[1] + found[2] if found else ""
+        verified = client.post(
+            f"{channels}/{added.json()['id']}/verify", json={"code": code}, headers=headers
+        )
+        verified.raise_for_status()
+    return Invited(couple_id, entry["invite"]["url"], entry["token"])
+
+
 # -- the terminal front end ----------------------------------------------------------------
 
 
@@ -535,6 +599,7 @@ def run(
         _print_banner(stack, say)
         if demo:
             _print_demo(stack, create_demo(stack, first_in=demo_in), say)
+            _print_invited(stack, say)
         say("Nudges appear as INBOX lines when they land. Press Ctrl-C to stop.")
         while (dead := stack.dead()) is None:
             time.sleep(0.3)
@@ -597,6 +662,27 @@ def _print_banner(stack: DevStack, say: Callable[[str], None]) -> None:
     say(f"  logs         {stack.run_dir}  (follow: tail -f {stack.run_dir}/*.log)")
     for note in stack.notes:
         say(f"  note         {note}")
+    say("")
+
+
+def _print_invited(stack: DevStack, say: Callable[[str], None]) -> None:
+    """Prepare and print the invited couple; a stack whose API has no partners' door (an
+    older scheduler) gets a note instead, and the rest of the demo runs on."""
+    try:
+        invited = create_invited(stack)
+    except (httpx.HTTPError, TimeoutError) as exc:
+        say(
+            f"note: the invited couple could not be prepared ({exc}); the web app is at "
+            f"{stack.api_url}/app/"
+        )
+        say("")
+        return
+    say("Partners' web app: Robin (Europe/Lisbon) started a couple and invited you")
+    say(f"  invite link   {invited.invite_url}")
+    say("                open it in a browser to join as the second partner, then add your")
+    say("                phone (an ntfy topic, or e-mail you@example.com): the code lands in")
+    say(f"                the inbox ({stack.page.url}) and as an INBOX line here")
+    say(f"  start anew    {stack.api_url}/app/  (start a couple of your own)")
     say("")
 
 

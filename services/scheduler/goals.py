@@ -14,7 +14,8 @@ IsoDatetime = Annotated[AwareDatetime, PlainSerializer(datetime.isoformat, retur
 
 
 class Goal(BaseModel):
-    """One goal as stored and as answered: ``quarter`` is like ``2026-Q4``."""
+    """One goal as stored and as answered: ``quarter`` is like ``2026-Q4``; ``reached_at``
+    once the couple marked it reached."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -22,6 +23,7 @@ class Goal(BaseModel):
     text: str
     quarter: str
     created_at: IsoDatetime
+    reached_at: IsoDatetime | None = None  # marked reached by either partner
 
 
 def newest_first(goals: Iterable[Goal]) -> list[Goal]:

@@ -13,6 +13,7 @@ import apprise
 from fastapi import FastAPI
 
 from services.content.decks import Catalog, load_catalog
+from services.scheduler import web
 from services.scheduler.api import (
     answers,
     couples,
@@ -70,4 +71,5 @@ def create_app(
     errors.install(app, larger={imports.PATH: imports.MAX_BODY_BYTES})
     for module in ROUTERS:
         app.include_router(module.router)
+    web.mount(app)  # the partners' pages under /app (no OpenAPI entries)
     return app
