@@ -25,6 +25,7 @@ Action = Literal["done", "snooze", "skip"]
 ACTIONS: tuple[Action, ...] = get_args(Action)
 DEFAULT_TTL_SECONDS = 3 * 86400
 SNOOZE_MINUTES = 15
+STOP = "stop"  # the link after the actions in every nudge (see stop_link)
 
 
 class LinkError(ValueError):
@@ -105,10 +106,11 @@ def action_links(
     ttl: int = DEFAULT_TTL_SECONDS,
     now: float | None = None,
 ) -> dict[str, str]:
-    """The three links for one partner's nudge: action -> URL."""
+    """The links for one partner's nudge: "done", "snooze", "skip" -> URL, then "stop" ->
+    the partner's stop page (:func:`stop_link`: pause a channel or leave, no login)."""
     expires = int((now if now is not None else time.time()) + ttl)
     base = public_url.rstrip("/")
-    return {
+    answers: dict[str, str] = {
         action: f"{base}/a/"
         + sign(
             key,
@@ -123,3 +125,71 @@ def action_links(
         )
         for action in ACTIONS
     }
+    return {**answers, STOP: stop_link(key, public_url, couple_id, partner_id, now=now)}
+
+
+# -- stop links ----------------------------------------------------------------------------
+# A stop link lets a partner withdraw consent from a nudge, without logging in: it pauses one
+# channel (``channel_id`` set: the e-mail ``List-Unsubscribe`` link of that address) or, from
+# the link in a nudge's text, shows that partner's channels to pause and "leave the couple".
+# Its MAC is keyed apart from action links', so neither token can pass for the other.
+STOP_TTL_SECONDS = 400 * 86400  # a List-Unsubscribe header lives as long as the channel
+
+
+@dataclass(frozen=True)
+class StopGrant:
+    couple_id: str
+    partner_id: str
+    channel_id: str | None  # None: any of the partner's channels, or leaving
+    expires: int  # epoch seconds
+
+
+def _stop_mac(key: str, payload: bytes) -> bytes:
+    stop_key = hashlib.sha256(b"tandem-stop\x00" + key.encode()).digest()
+    return hmac.new(stop_key, payload, hashlib.sha256).digest()[:16]
+
+
+def sign_stop(key: str, grant: StopGrant) -> str:
+    """The token for a stop ``grant``."""
+    payload = json.dumps(
+        [grant.couple_id, grant.partner_id, grant.channel_id, grant.expires],
+        separators=(",", ":"),
+    ).encode()
+    return f"{_b64(payload)}.{_b64(_stop_mac(key, payload))}"
+
+
+def verify_stop(key: str | Sequence[str], token: str, *, now: float | None = None) -> StopGrant:
+    """The stop grant a token carries; :class:`LinkError` if malformed, forged or expired."""
+    keys = [key] if isinstance(key, str) else list(key)
+    try:
+        body, mac = token.split(".", 1)
+        payload = _unb64(body)
+        given = _unb64(mac)
+    except ValueError:
+        raise LinkError("malformed link") from None
+    if not any(hmac.compare_digest(given, _stop_mac(k, payload)) for k in keys):
+        raise LinkError("link signature does not match")
+    try:
+        couple_id, partner_id, channel_id, expires = json.loads(payload)
+    except ValueError:
+        raise LinkError("malformed link") from None
+    if (now if now is not None else time.time()) > expires:
+        raise LinkError("link expired")
+    return StopGrant(str(couple_id), str(partner_id), channel_id, int(expires))
+
+
+def stop_link(
+    key: str,
+    public_url: str,
+    couple_id: str,
+    partner_id: str,
+    channel_id: str | None = None,
+    *,
+    ttl: int = STOP_TTL_SECONDS,
+    now: float | None = None,
+) -> str:
+    """``<public url>/s/<token>``: the page (GET) and one-click POST that stop nudges for
+    ``partner_id`` -- one channel, or (``channel_id`` None) any of theirs, or leaving."""
+    expires = int((now if now is not None else time.time()) + ttl)
+    token = sign_stop(key, StopGrant(couple_id, partner_id, channel_id, expires))
+    return f"{public_url.rstrip('/')}/s/{token}"

@@ -93,6 +93,21 @@ class Settings(BaseSettings):
     # notifier (on every connection a send makes).
     channel_allow: str = ""
 
+    # Partners' own door (issue #13): what the channel forms turn into Apprise URLs. Each
+    # gateway is an Apprise URL with a placeholder ({address} or {number}) the form fills, e.g.
+    # "mailtos://user:pass@smtp.example.com:587?from=tandem@example.com&to={address}"; None:
+    # the form is not offered (the "advanced: any Apprise URL" form always is).
+    ntfy_server: str = "https://ntfy.sh"
+    smtp_relay: str | None = None
+    sms_gateway: str | None = None
+    signal_gateway: str | None = None
+    # An invite link lives this long and works once; a verification code lives code_ttl and
+    # allows code_attempts tries; a partner may have codes sent this many times an hour.
+    invite_ttl_seconds: int = Field(default=7 * 86400, ge=60)
+    code_ttl_seconds: int = Field(default=15 * 60, ge=30)
+    code_attempts: int = Field(default=5, ge=1)
+    code_sends_per_hour: int = Field(default=5, ge=1)
+
     # Observability
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"

@@ -54,6 +54,14 @@ class Vault:
         if urls:
             pipe.hset(key, mapping={cid: self.box.encrypt(url) for cid, url in urls.items()})
 
+    def put_channel(self, pipe: Pipeline, couple_id: str, channel_id: str, url: str) -> None:
+        """Queue on ``pipe``: add or replace one channel (the others stay)."""
+        pipe.hset(self._channels(couple_id), channel_id, self.box.encrypt(url))
+
+    def drop_channel(self, pipe: Pipeline, couple_id: str, channel_id: str) -> None:
+        """Queue on ``pipe``: remove one channel (the notifier no longer finds it)."""
+        pipe.hdel(self._channels(couple_id), channel_id)
+
     def set_paused(self, pipe: Pipeline, couple_id: str, paused: bool) -> None:
         if paused:
             pipe.sadd(self._paused(), couple_id)

@@ -18,6 +18,10 @@ channel URL or a partner wrote, so it is fine to show wherever it fits. Per chan
   nudges carry it; the others go without (the partner can still answer from another
   channel or the inbox).
 
+Every nudge also carries a "stop" link (pause a channel or leave, ``shared.links.stop_link``):
+a line like the others in e-mail and push, in the body under ntfy's three buttons, and not
+in an SMS (gateways answer STOP themselves).
+
 Links are listed in a fixed order ("done", "snooze", "skip"), then any action this module
 does not know yet, so a new action added upstream still reaches the partner.
 """
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from shared.events import ChannelKind, Message
-from shared.links import ACTIONS, SNOOZE_MINUTES
+from shared.links import ACTIONS, SNOOZE_MINUTES, STOP
 
 SMS_MAX = 320
 NTFY_MAX_ACTIONS = 3  # ntfy shows at most three buttons per notification
@@ -40,6 +44,7 @@ LINE_LABELS: Mapping[str, str] = {
     "done": "Done",
     "snooze": f"Snooze {SNOOZE_MINUTES} min",
     "skip": "Skip this one",
+    STOP: "Stop or pause these nudges",
 }
 BUTTON_LABELS: Mapping[str, str] = {
     "done": "Done",
@@ -106,8 +111,9 @@ def render(message: Message, kind: ChannelKind, *, buttons: bool = False) -> Ren
         return Rendered(title, f"{text}\n\n{link_lines(actions)}" if actions else text)
     if not actions:
         return Rendered(title, body)
-    if buttons:
-        return Rendered(title, body, ntfy_actions(actions))
+    if buttons:  # the stop link (issue #13) is a fourth link: past ntfy's buttons, in the text
+        stop = f"\n\n{LINE_LABELS[STOP]}: {actions[STOP]}" if STOP in actions else ""
+        return Rendered(title, body + stop, ntfy_actions(actions))
     if kind == "sms":
         done = actions.get("done")
         if done is None:

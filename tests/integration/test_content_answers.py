@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack
 from datetime import date
 
 from shared.events import NudgeReady, WeeklySummary
-from shared.links import ACTIONS, verify
+from shared.links import ACTIONS, STOP, verify, verify_stop
 from tests.support.content import SAM, local_pair, recipient, together
 from tests.support.content_worker import Bus, history_used, start_workers
 
@@ -16,11 +16,15 @@ PUBLIC = "https://tandem.example"
 
 
 def assert_links(nudge: NudgeReady, key: str) -> None:
-    """Every partner's message has the three links, each verifying for that partner."""
+    """Every partner's message has the three links, each verifying for that partner, then
+    their stop link."""
     assert key and len(nudge.messages) == 2
     for message in nudge.messages:
-        assert list(message.actions) == list(ACTIONS)
-        for action, url in message.actions.items():
+        assert list(message.actions) == [*ACTIONS, STOP]
+        stop = verify_stop(key, message.actions[STOP].removeprefix(f"{PUBLIC}/s/"))
+        assert (stop.couple_id, stop.partner_id) == (nudge.couple_id, message.partner_id)
+        for action in ACTIONS:
+            url = message.actions[action]
             assert url.startswith(f"{PUBLIC}/a/")
             grant = verify(key, url.removeprefix(f"{PUBLIC}/a/"))
             assert grant.couple_id == nudge.couple_id

@@ -26,6 +26,6 @@ def test_tampering_and_other_keys_are_refused() -> None:
 
 def test_action_links_cover_done_snooze_skip() -> None:
     links = action_links(KEY, "http://127.0.0.1:8080/", "cpl", "occ", "prt", now=0)
-    assert set(links) == {"done", "snooze", "skip"}
+    assert set(links) == {"done", "snooze", "skip", "stop"}
     snooze = verify(KEY, links["snooze"].split("/a/")[1], now=1)
     assert (snooze.action, snooze.minutes) == ("snooze", 15)

@@ -20,12 +20,16 @@ def message(body: str = "Sam, evening check-in with Alex. What made you laugh to
     )
 
 
+STOP_LINE = f"Stop or pause these nudges: {LINKS['stop']}"
+
+
 def test_email_gets_the_long_body_and_all_three_links() -> None:
     shown = render(message(), "email")
     assert shown.buttons is None
     assert shown.body.startswith(message().long_body or "")
     assert shown.body.endswith(
         f"Done: {LINKS['done']}\nSnooze 15 min: {LINKS['snooze']}\nSkip this one: {LINKS['skip']}"
+        f"\n{STOP_LINE}"
     )
 
 
@@ -37,12 +41,13 @@ def test_push_gets_the_links_on_new_lines_after_the_body() -> None:
         f"Done: {LINKS['done']}",
         f"Snooze 15 min: {LINKS['snooze']}",
         f"Skip this one: {LINKS['skip']}",
+        STOP_LINE,
     ]
 
 
 def test_ntfy_gets_buttons_and_a_clean_body() -> None:
     shown = render(message(), "push", buttons=True)
-    assert shown.body == message().body and shown.title == "Evening check-in"
+    assert shown.body == f"{message().body}\n\n{STOP_LINE}" and shown.title == "Evening check-in"
     assert shown.buttons == (
         f"http, Done, {LINKS['done']}, clear=true; "
         f"http, Snooze 15 min, {LINKS['snooze']}, clear=true; "

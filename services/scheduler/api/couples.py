@@ -12,9 +12,11 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 
 from services.scheduler import planning
 from services.scheduler.api.deps import (
+    AccessData,
     AppriseAsset,
     AppSettings,
     CurrentCaller,
+    Door,
     Now,
     SecretKey,
     Store,
@@ -23,6 +25,7 @@ from services.scheduler.api.errors import Invalid
 from services.scheduler.api.fairness import Fair, Fairness, fair
 from services.scheduler.api.feeds import feed_url
 from services.scheduler.api.schemas import CoupleIn, CouplePatch, PartnerIn
+from services.scheduler.partners import view_for
 from services.scheduler.rituals import Channel, Couple, Partner
 from shared.egress import EgressPolicy
 from shared.egress import policy as egress_policy
@@ -88,7 +91,7 @@ async def _partner(
     """The partner ``given`` describes, its channels' URLs added to ``urls``."""
     channels = []
     for j, c in enumerate(given.channels):
-        channel = await _channel(c.url, c.kind, [*loc, "channels", j, "url"], asset, policy)
+        channel = await check_channel(c.url, c.kind, [*loc, "channels", j, "url"], asset, policy)
         urls[channel.id] = c.url
         channels.append(channel)
     return Partner(
@@ -100,7 +103,7 @@ async def _partner(
     )
 
 
-async def _channel(
+async def check_channel(
     url: str,
     kind: ChannelKind,
     loc: list[str | int],
@@ -128,6 +131,7 @@ async def get_couple(
     settings: AppSettings,
     secret_key: SecretKey,
     store: Store,
+    door: Door,
 ) -> dict[str, Any]:
     couple = await caller.couple(couple_id)
     generation = await store.feed_generation(couple.id)
@@ -137,14 +141,18 @@ async def get_couple(
         partner["calendar_feed"] = feed_url(
             settings.api_url, secret_key, couple.id, generation, partner["id"]
         )
-    return view
+    # A partner token sees the other partner without their channels (issue #13).
+    return {**view_for(view, caller.partner_id), "status": await door.status(couple.id)}
 
 
 @router.patch("/v1/couples/{couple_id}")
 async def patch_couple(
-    couple_id: str, body: CouplePatch, caller: CurrentCaller, store: Store, now: Now
+    couple_id: str, body: CouplePatch, caller: CurrentCaller, store: Store, now: Now, door: Door
 ) -> dict[str, Any]:
     couple = await caller.couple(couple_id)
+    held = await door.hold(couple.id) if body.paused is False else None
+    if held:  # a started couple waits for both partners' verified channels (issue #13)
+        raise HTTPException(409, held)
     updated = couple.model_copy(update=body.model_dump(exclude_unset=True, exclude_none=True))
     await store.save_couple(updated)
     if couple.paused != updated.paused:
@@ -153,9 +161,12 @@ async def patch_couple(
 
 
 @router.delete("/v1/couples/{couple_id}", status_code=204)
-async def delete_couple(couple_id: str, caller: CurrentCaller, store: Store) -> Response:
+async def delete_couple(
+    couple_id: str, caller: CurrentCaller, store: Store, access: AccessData
+) -> Response:
     couple = await caller.couple(couple_id)
     their_rituals = await store.list_rituals(couple.id)
     tracks = [t for r in their_rituals for t in planning.track_ids(couple, r)]
     await store.delete_couple(couple, their_rituals, tracks)
+    await access.forget_couple(couple.id, [p.id for p in couple.partners])
     return Response(status_code=204)

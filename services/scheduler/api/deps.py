@@ -14,8 +14,11 @@ import apprise
 from fastapi import Depends, HTTPException, Request
 
 from services.content.decks import Catalog, load_catalog
+from services.scheduler.access import Access
+from services.scheduler.access_store import AccessStore
 from services.scheduler.history import NudgeHistory
 from services.scheduler.keeping import Keeping
+from services.scheduler.partners import PartnerGrant
 from services.scheduler.rituals import Couple, Ritual
 from services.scheduler.store import SchedulerStore
 from shared.ids import OccurrenceId, id_pattern
@@ -49,6 +52,18 @@ def secret_keys(settings: Annotated[Settings, Depends(settings)]) -> list[str]:
 
 def store(request: Request) -> SchedulerStore:
     found: SchedulerStore = request.app.state.store
+    return found
+
+
+def access_store(request: Request) -> AccessStore:
+    """Partners' tokens, invites, channels and codes (``services.scheduler.access_store``)."""
+    found: AccessStore = request.app.state.access_store
+    return found
+
+
+def door(request: Request) -> Access:
+    """Partners' own door as operations (start, invite, join, channels, leave)."""
+    found: Access = request.app.state.door
     return found
 
 
@@ -96,6 +111,8 @@ AppSettings = Annotated[Settings, Depends(settings)]
 SecretKey = Annotated[str, Depends(secret_key)]
 SecretKeys = Annotated[list[str], Depends(secret_keys)]
 Store = Annotated[SchedulerStore, Depends(store)]
+AccessData = Annotated[AccessStore, Depends(access_store)]
+Door = Annotated[Access, Depends(door)]
 History = Annotated[NudgeHistory, Depends(history)]
 Keeper = Annotated[Keeping, Depends(keeping)]
 Decks = Annotated[Catalog, Depends(catalog)]
@@ -106,8 +123,13 @@ Now = Annotated[datetime, Depends(now)]
 
 
 # -- who calls, and what they may see ------------------------------------------------------
-async def principal(request: Request, settings: AppSettings, store: Store) -> str | None:
-    """None for the admin; the couple id for a couple token; 401 for anything else."""
+async def principal(
+    request: Request, settings: AppSettings, store: Store, access: AccessData
+) -> str | None:
+    """None for the admin; the couple id for a couple token or a partner token; 401 for
+    anything else. A partner token also leaves its :class:`PartnerGrant` on
+    ``request.state.partner`` (read by :func:`caller`), so this keeps its shape for the
+    routes and tests that use it alone."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -116,9 +138,13 @@ async def principal(request: Request, settings: AppSettings, store: Store) -> st
     if admin and hmac.compare_digest(token.encode(), admin.encode()):
         return None
     couple_id = await store.couple_for_token(token)
-    if couple_id is None:
+    if couple_id is not None:
+        return couple_id
+    grant = await access.grant_for_token(token)
+    if grant is None:
         raise HTTPException(401, "unknown token", {"WWW-Authenticate": "Bearer"})
-    return couple_id
+    request.state.partner = grant
+    return grant.couple_id
 
 
 Principal = Annotated[str | None, Depends(principal)]
@@ -127,10 +153,24 @@ Principal = Annotated[str | None, Depends(principal)]
 @dataclass(frozen=True)
 class Caller:
     """The store as one caller may see it: ``who`` is None for the admin (everything), or
-    the id of the one couple it may see."""
+    the id of the one couple it may see; ``partner_id`` is set for a partner token (that
+    partner of that couple: the couple's rituals, goals, pause and transition mode, but
+    only their own details and channels -- see :meth:`own_partner`)."""
 
     store: SchedulerStore
     who: str | None
+    partner_id: str | None = None
+
+    def own_partner(self, couple: Couple, partner_id: str) -> None:
+        """Allow acting on ``partner_id``'s own details and channels: 404 if the couple has
+        no such partner, 403 when a partner token names the other partner (the couple and
+        admin tokens may act for either)."""
+        if couple.partner(partner_id) is None:
+            raise HTTPException(404, "partner not found")
+        if self.partner_id is not None and self.partner_id != partner_id:
+            raise HTTPException(
+                403, "a partner manages only their own details and channels; sign in as them"
+            )
 
     async def couple(self, couple_id: str) -> Couple:
         """The couple, or 404 -- the same for an id of no shape, of no couple or of another
@@ -178,8 +218,9 @@ def occurrence_ref(occurrence_id: str) -> OccurrenceId:
     return ref
 
 
-def caller(store: Store, who: Principal) -> Caller:
-    return Caller(store, who)
+def caller(request: Request, store: Store, who: Principal) -> Caller:
+    grant: PartnerGrant | None = getattr(request.state, "partner", None)
+    return Caller(store, who, grant.partner_id if grant else None)
 
 
 CurrentCaller = Annotated[Caller, Depends(caller)]

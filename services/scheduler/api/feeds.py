@@ -35,6 +35,7 @@ from services.scheduler.api.deps import (
     Now,
     SecretKeys,
     Store,
+    access_store,
     principal,
 )
 from services.scheduler.api.fairness import fair
@@ -140,7 +141,7 @@ async def _serve(
     feed: str | None,
 ) -> Response:
     if feed is None:
-        who = await principal(request, settings, store)
+        who = await principal(request, settings, store, access_store(request))
     elif feed_matches(
         feed, secret_keys, couple_id, await store.feed_generation(couple_id), partner_id
     ):
