@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from markupsafe import Markup
 
 from services.scheduler.access import Refused
-from services.scheduler.api.deps import AppSettings, Now
+from services.scheduler.api.deps import AppSettings, Door, Now
 from services.scheduler.channel_forms import (
     ChannelForm,
     FormError,
@@ -21,7 +21,6 @@ from services.scheduler.channel_forms import (
     ntfy_subscribe_link,
     random_topic,
 )
-from services.scheduler.web.door import Door
 from services.scheduler.web.render import page, sentence, to
 from services.scheduler.web.session import CsrfChecked, SignedIn
 from shared.settings import Settings

@@ -1,27 +1,16 @@
-"""The partners' door as the pages reach it: :class:`~services.scheduler.access.Access`
-(start, invite, join, channels and codes -- the same operations the JSON partner routes
-call), read from the API's state, and a partner's details as the forms give them."""
+"""A partner's details as the web forms give them, checked for
+:class:`~services.scheduler.access.Access` (the partners' door, which the pages reach as the
+JSON partner routes do: ``services.scheduler.api.deps.Door``)."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import Depends, Request
 from pydantic import TypeAdapter, ValidationError
 
-from services.scheduler.access import Access, Details
+from services.scheduler.access import Details
 from services.scheduler.api.schemas import PrintableText, Zone
 
 _NAME = TypeAdapter(PrintableText)
 _ZONE = TypeAdapter(Zone)
-
-
-def access(request: Request) -> Access:
-    found: Access = request.app.state.door
-    return found
-
-
-Door = Annotated[Access, Depends(access)]
 
 
 class DetailsError(ValueError):

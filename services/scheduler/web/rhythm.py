@@ -13,14 +13,22 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
 from services.scheduler import planning
-from services.scheduler.api.deps import GOAL_ID, AppSettings, History, Keeper, Now, SecretKey, Store
+from services.scheduler.api.deps import (
+    GOAL_ID,
+    AppSettings,
+    Door,
+    History,
+    Keeper,
+    Now,
+    SecretKey,
+    Store,
+)
 from services.scheduler.api.fairness import Fair
 from services.scheduler.api.feeds import feed_url
 from services.scheduler.api.schemas import GoalIn
 from services.scheduler.goals import Goal, newest_first
 from services.scheduler.keeping import quarter_of
 from services.scheduler.web import vacation, views
-from services.scheduler.web.door import Door
 from services.scheduler.web.render import page, sentence, to
 from services.scheduler.web.session import CsrfChecked, SignedIn
 from shared.ids import new_id

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from services.content.decks import DECKLESS_KINDS, Catalog
 from services.scheduler import planning
-from services.scheduler.api.deps import Caller, Decks, History, Keeper, Now, OnEnqueue, Store
+from services.scheduler.api.deps import Caller, Decks, Door, History, Keeper, Now, OnEnqueue, Store
 from services.scheduler.api.errors import Invalid
 from services.scheduler.api.fairness import Fair
 from services.scheduler.api.rituals import build_ritual, check_deck, check_schedule
@@ -23,7 +23,6 @@ from services.scheduler.rituals import Ritual, ScheduleSpec
 from services.scheduler.store import SchedulerStore
 from services.scheduler.web import schedule_form, vacation, views
 from services.scheduler.web.catalogue import BY_KEY, CARDS
-from services.scheduler.web.door import Door
 from services.scheduler.web.render import page, sentence, to
 from services.scheduler.web.session import CsrfChecked, Me, SignedIn
 

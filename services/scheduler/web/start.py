@@ -10,9 +10,9 @@ from zoneinfo import available_timezones
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from services.scheduler.api.deps import Now
+from services.scheduler.api.deps import Door, Now
 from services.scheduler.partners import Status
-from services.scheduler.web.door import DetailsError, Door, details
+from services.scheduler.web.door import DetailsError, details
 from services.scheduler.web.render import page, to
 from services.scheduler.web.session import CsrfChecked, SignedIn, sign_in, sign_out
 
