@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from services.scheduler.access import Refused
 from services.scheduler.web import channels, rhythm, rituals, start
-from services.scheduler.web.render import page, sentence
+from services.scheduler.web.render import MOUNT_NAME, page, sentence
 from services.scheduler.web.session import SESSION_COOKIE, SESSION_SECONDS, session_key
 from shared.settings import Settings
 
@@ -33,7 +33,7 @@ ROUTERS = (start, channels, rituals, rhythm)
 def mount(api: FastAPI) -> None:
     """Serve the web app under :data:`PREFIX` of ``api``, sharing its state, and the short
     invite links ``/join/<token>`` (what an invite link names) as redirects to its join page."""
-    api.mount(PREFIX, create_web_app(api.state))
+    api.mount(PREFIX, create_web_app(api.state), name=MOUNT_NAME)
     api.mount("/join", Starlette(routes=[Route("/{token}", _to_join_page)]))
 
 

@@ -11,6 +11,9 @@ from fastapi.templating import Jinja2Templates
 
 from services.scheduler.web.session import CSRF_FIELD, csrf_token
 
+# The web app's mount name: its routes are named "web:<route>" from the API app's router,
+# so a page route never resolves to an API route of the same name.
+MOUNT_NAME = "web"
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "web"
 templates = Jinja2Templates(directory=TEMPLATES)
 
@@ -43,7 +46,7 @@ def to(
     (``error``: shown as a problem to fix) and an optional query string."""
     if notice:
         request.session["notice"] = {"text": notice, "error": error}
-    url = str(request.url_for(name, **params)) + (f"?{query}" if query else "")
+    url = str(request.url_for(f"{MOUNT_NAME}:{name}", **params)) + (f"?{query}" if query else "")
     return RedirectResponse(url, status_code=303)
 
 
