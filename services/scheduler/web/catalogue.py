@@ -18,6 +18,7 @@ class Card:
     deck: str | None = None  # None: the kind's default deck
     rrule: str | None = None  # None: the kind's default rule
     delivery: str = "together"
+    cadence: str = ""  # its days in words, when the form cannot edit them
 
     @property
     def default_rule(self) -> str:
@@ -76,6 +77,7 @@ CARDS: tuple[Card, ...] = (
         "relationship_checkin",
         "Quarterly check-in on shared goals",
         "Once a season, look at the goals you share: what is on track, and what comes next.",
+        cadence="the first Sunday of every third month",
     ),
 )
 

@@ -48,7 +48,12 @@ async def rituals_page(
         for r in await store.list_rituals(me.couple.id)
     ]
     cards = [
-        {"card": c, "rule": schedule_form.view(c.default_rule), "taken": _taken(c.kind, mine)}
+        {
+            "card": c,
+            "rule": (rule := schedule_form.view(c.default_rule)),
+            "days": schedule_form.describe(rule) or c.cadence,
+            "taken": _taken(c.kind, mine),
+        }
         for c in CARDS
     ]
     context = {

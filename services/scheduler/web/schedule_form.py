@@ -56,3 +56,15 @@ def edited(rrule: str, time: str, days: list[str] | None) -> str:
             parts["FREQ"], parts["BYDAY"] = "WEEKLY", ",".join(chosen)
     order = ["FREQ", *(k for k in parts if k != "FREQ")]
     return ";".join(f"{k}={parts[k]}" for k in order)
+
+
+def describe(rule: RuleView) -> str:
+    """The days of ``rule`` in words: "every day", "weekdays", "Sat, Sun" ("" when the
+    form does not edit its days)."""
+    if not rule.by_days:
+        return ""
+    if len(rule.days) == len(DAYS):
+        return "every day"
+    if rule.days == DAYS[:5]:
+        return "weekdays"
+    return ", ".join(DAY_NAMES[d] for d in rule.days)
