@@ -38,6 +38,11 @@ pytestmark = [
 ]
 
 PHONE = {"width": 390, "height": 844}  # the pages must work on a phone screen
+# The visible form fields without a label (a <label>, aria-label or aria-labelledby).
+_UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea')]
+  .filter(e => e.type !== 'hidden' && !e.labels.length && !e.getAttribute('aria-label')
+    && !e.getAttribute('aria-labelledby'))
+  .map(e => e.outerHTML)"""
 SAM_TOPIC = "sam-phone"
 ALEX_EMAIL = "alex@example.com"
 
@@ -52,8 +57,12 @@ class Run:
     out: Path
     pages: dict[str, Any] = field(default_factory=dict)
 
-    def shot(self, page: Any, name: str) -> None:
-        """A full-page screenshot named ``name``, kept as a test artefact."""
+    def shot(self, page: Any, name: str, *, web_app: bool = True) -> None:
+        """A full-page screenshot named ``name``, kept as a test artefact -- of a page that
+        labels every field and (``web_app``: one of the /app pages) fits the phone's width."""
+        assert page.evaluate(_UNLABELLED) == [], name
+        if web_app:
+            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], name
         path = self.out / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
         self.shots.append(path)
@@ -161,7 +170,9 @@ def test_a_couple_from_nothing_to_a_nudge_on_both_phones(run: Run) -> None:
     chosen = sam.locator('[data-ritual="evening_checkin"]')
     assert "Next for Sam" in chosen.inner_text() and "Next for Alex" in chosen.inner_text()
     before = {a: len(stack.inbox.to(a)) for a in (SAM_TOPIC, ALEX_EMAIL)}
-    chosen.get_by_role("button", name="Send a test nudge to both phones").click()
+    # By keyboard: the button takes focus and Enter presses it.
+    chosen.get_by_role("button", name="Send a test nudge to both phones").focus()
+    sam.keyboard.press("Enter")
     for name in ("Sam", "Alex"):  # the page's live confirmation, from delivery receipts
         status = sam.locator("#test li", has_text=name).locator(".phone-status")
         status.filter(has_text="got it").wait_for(timeout=60_000)
@@ -187,7 +198,7 @@ def test_a_couple_from_nothing_to_a_nudge_on_both_phones(run: Run) -> None:
 def test_a_stop_link_stops_that_channel(run: Run) -> None:
     stack, alex = run.stack, run.pages["alex"]
     alex.goto(_link(run.pages["alex_nudge"], "stop"))
-    run.shot(alex, "9-stop-link")
+    run.shot(alex, "9-stop-link", web_app=False)  # the API's own page (api/stop.py)
     alex.get_by_role("button", name=re.compile("^Pause")).first.click()
     alex.goto(f"{stack.api_url}/app/channels")
     card = alex.locator('[data-state="paused"]')
