@@ -148,6 +148,14 @@ async def test_start_invite_join_verify_then_scheduled(door, module_inbox) -> No
     assert [c["id"] for c in by_id[alex["partner_id"]]["channels"]] == [alex_mail["id"]]
     mail_url = await vault.channel_url(couple_id, alex_mail["id"])
     assert mail_url is not None and "+List-Unsubscribe=" in mail_url
+    # A test nudge now fires; each partner answers only as themselves.
+    fired = await api.post(f"/v1/rituals/{ritual.json()['id']}/trigger", headers=as_sam)
+    assert fired.status_code == 202, fired.text
+    ack = f"/v1/occurrences/{fired.json()['occurrence_id']}/ack"
+    as_other = {"action": "done", "partner_id": alex["partner_id"]}
+    assert (await api.post(ack, json=as_other, headers=as_sam)).status_code == 403
+    mine = await api.post(ack, json={"action": "done"}, headers=as_sam)
+    assert mine.status_code == 200, mine.text
 
 
 async def test_used_and_expired_invites_are_refused(door) -> None:
@@ -216,6 +224,7 @@ async def test_a_partner_cannot_touch_the_other_partners_channel(door, module_in
         api.delete(f"{path}/channels/{channel['id']}", headers=as_alex),
         api.patch(path, json={"name": "Mallory"}, headers=as_alex),
         api.post(f"{path}/channels", json={"type": "ntfy", "topic": "x"}, headers=as_alex),
+        api.post(f"/v1/couples/{couple_id}/token", headers=as_alex),  # no couple token
     ]
     for reply in await asyncio.gather(*attempts):
         assert reply.status_code == 403, reply.text

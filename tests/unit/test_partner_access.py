@@ -11,6 +11,7 @@ from services.scheduler.partners import (
     ChannelState,
     Membership,
     Status,
+    history_for,
     hold_reason,
     status,
     view_for,
@@ -99,3 +100,19 @@ def test_a_partner_sees_only_their_own_channels() -> None:
     assert mine["partners"][0]["channels"] == [{"id": "1"}]
     assert mine["partners"][1]["channels"] == [] and mine["partners"][1]["calendar_feed"] is None
     assert view_for(view, None) is view
+
+
+def test_a_partner_sees_the_others_answers_but_not_their_channels_in_history() -> None:
+    nudges = [
+        {
+            "occurrence_id": "o",
+            "partners": {
+                "a": {"status": "delivered", "channel": "ntfy://…/sam", "answer": "done"},
+                "b": {"status": "delivered", "channel": "mailto://…", "channel_id": "c"},
+            },
+        }
+    ]
+    seen = history_for(nudges, "a")[0]["partners"]
+    assert seen["a"]["channel"] == "ntfy://…/sam"
+    assert seen["b"] == {"status": "delivered"}
+    assert history_for(nudges, None) is nudges
