@@ -20,7 +20,7 @@ from services.scheduler.service import Scheduler
 from shared.links import stop_link
 from tandem.inbox import Inbox, Received
 from tests.support.infra import Infra
-from tests.support.scheduler import running_scheduler
+from tests.support.scheduler import ADMIN, couple_body, running_scheduler
 
 CODE = re.compile(r"(\d{3}) (\d{3})")
 
@@ -290,3 +290,23 @@ async def test_stop_links_pause_a_channel_and_leave(door, module_inbox) -> None:
     assert again.status_code == 409
     forged = await api.post(path[:-3] + "AAA", content="do=leave")
     assert forged.status_code == 403
+
+
+async def test_a_stop_link_works_for_an_integrators_couple_too(door, module_inbox) -> None:
+    """A couple the admin created has no invite or codes, but its nudges carry stop links:
+    pausing one channel keeps the others in their fallback order."""
+    scheduler, api = door
+    created = await api.post("/v1/couples", json=couple_body(module_inbox), headers=ADMIN)
+    couple = created.json()
+    sam = couple["partners"][0]
+    first, second = (c["id"] for c in sam["channels"])
+    link = stop_link(scheduler.settings.require_secret_key(), "http://x", couple["id"], sam["id"])
+    path = urlsplit(link).path
+    page = (await api.get(path)).json()
+    assert [c["id"] for c in page["channels"]] == [first, second]
+    assert (await api.post(path, content=f"do=pause&channel={first}")).status_code == 200
+    after = (await api.get(f"/v1/couples/{couple['id']}", headers=ADMIN)).json()
+    assert [c["id"] for c in after["partners"][0]["channels"]] == [second]
+    assert after["status"] == "active" and not after["paused"]
+    assert await scheduler.store.vault.channel_url(couple["id"], first) is None
+    assert await scheduler.store.vault.channel_url(couple["id"], second) is not None
