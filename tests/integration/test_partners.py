@@ -9,15 +9,23 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.message import Message
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
 
+from services.notifier.channels import Channels
 from services.scheduler.api import deps
+from services.scheduler.channel_forms import with_unsubscribe
 from services.scheduler.service import Scheduler
+from shared.egress import policy as egress_policy
 from shared.links import stop_link
+from tandem.embedded import free_port
 from tandem.inbox import Inbox, Received
 from tests.support.infra import Infra
 from tests.support.scheduler import ADMIN, couple_body, running_scheduler
@@ -310,3 +318,37 @@ async def test_a_stop_link_works_for_an_integrators_couple_too(door, module_inbo
     assert after["status"] == "active" and not after["paused"]
     assert await scheduler.store.vault.channel_url(couple["id"], first) is None
     assert await scheduler.store.vault.channel_url(couple["id"], second) is not None
+
+
+class _Capture:
+    """An SMTP sink keeping each message's raw headers."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
+        content = envelope.content if isinstance(envelope.content, bytes) else b""
+        self.messages.append(message_from_bytes(content))
+        return "250 OK"
+
+
+async def test_list_unsubscribe_headers_reach_the_mail_server() -> None:
+    """Sent as the notifier sends (its Channels, egress guard on), an e-mail channel's URL
+    puts ``List-Unsubscribe`` and ``List-Unsubscribe-Post`` on the wire."""
+    capture = _Capture()
+    port = free_port()
+    controller = Controller(capture, hostname="127.0.0.1", port=port, ready_timeout=10)
+    controller.start()
+    try:
+        stop = "http://127.0.0.1:8080/s/abc.def"
+        relay = f"mailto://127.0.0.1:{port}?to=alex@example.com&from=t@example.com&mode=insecure"
+        channels = Channels(
+            connect_timeout=2, read_timeout=4, egress=egress_policy(f"127.0.0.1:{port}")
+        )
+        sent = await channels.send(with_unsubscribe(relay, stop), title="Hug", body="Now?")
+        assert sent.ok, sent.error
+    finally:
+        controller.stop()
+    [message] = capture.messages
+    assert message["List-Unsubscribe"] == f"<{stop}>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
