@@ -20,11 +20,16 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 
 from services.notifier.channels import Channels
+from services.scheduler.access_store import AccessStore
 from services.scheduler.api import deps
 from services.scheduler.channel_forms import with_unsubscribe
 from services.scheduler.service import Scheduler
+from services.scheduler.store import SchedulerStore
 from shared.egress import policy as egress_policy
 from shared.links import stop_link
+from shared.redis import Keys, make_redis
+from shared.secrets import SecretBox
+from shared.vault import Vault
 from tandem.embedded import free_port
 from tandem.inbox import Inbox, Received
 from tests.support.infra import Infra
@@ -352,3 +357,32 @@ async def test_list_unsubscribe_headers_reach_the_mail_server() -> None:
     [message] = capture.messages
     assert message["List-Unsubscribe"] == f"<{stop}>"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+async def test_key_rotation_covers_pending_and_paused_channels(module_infra, module_inbox) -> None:
+    """Channels outside the vault (pending, paused) are re-encrypted by the same rotation."""
+    key_a, key_b = SecretBox.generate_key(), SecretBox.generate_key()
+    prefix = f"{module_infra.prefix}-rot"
+    async with running_scheduler(module_infra.settings(secret_key=key_a, redis_prefix=prefix)) as (
+        _,
+        api,
+    ):
+        sam = await started(api, "rotation")
+        url = module_inbox.json_url("sam-rotation")
+        await add_channel(api, sam, {"type": "url", "url": url, "kind": "push"})
+    redis = make_redis(module_infra.settings(redis_prefix=prefix))
+    try:
+        keys = Keys(prefix)
+
+        def records(box: SecretBox) -> AccessStore:
+            return AccessStore(SchedulerStore(redis, keys, Vault(redis, keys, box)))
+
+        done = await records(SecretBox(key_b, [key_a])).rotate()
+        assert (done.rotated, done.unreadable) == (1, 0)
+        again = await records(SecretBox(key_b, [key_a])).rotate()
+        assert (again.rotated, again.current) == (0, 1)
+        only_b = records(SecretBox(key_b))
+        [record] = await only_b.channels(sam["couple"]["id"])
+        assert only_b.unseal(record) == url
+    finally:
+        await redis.aclose()
