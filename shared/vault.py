@@ -83,6 +83,11 @@ class Vault:
     async def exists(self, couple_id: str) -> bool:
         return bool(await self.redis.exists(self._channels(couple_id)))
 
+    async def swap(self, key: str, field: str, old: str, new: str) -> bool:
+        """Set ``field`` of the hash ``key`` to ``new`` only if it still holds ``old`` (a
+        value rewritten meanwhile is left as it is); whether it was set."""
+        return bool(await self._swap(keys=[key], args=[field, old, new]))
+
     async def rotate(self) -> Rotation:
         """Re-encrypt every stored channel URL under the box's current key (the old keys
         still decrypt them until then). Idempotent: a URL already under the current key is

@@ -17,6 +17,8 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
+from services.scheduler.access_store import AccessStore
+from services.scheduler.store import SchedulerStore
 from shared.kafka import ensure_topics
 from shared.redis import Keys, make_redis
 from shared.secrets import SecretBox
@@ -131,7 +133,15 @@ def rotate_keys() -> None:
     async def rotate() -> Rotation:
         redis = make_redis(settings)
         try:
-            return await Vault(redis, Keys(settings.redis_prefix), box).rotate()
+            keys = Keys(settings.redis_prefix)
+            vault = Vault(redis, keys, box)
+            done = await vault.rotate()
+            # Partners' own channels (pending and paused ones live outside the vault).
+            kept = await AccessStore(SchedulerStore(redis, keys, vault)).rotate()
+            done.rotated += kept.rotated
+            done.current += kept.current
+            done.unreadable += kept.unreadable
+            return done
         finally:
             await redis.aclose()
 

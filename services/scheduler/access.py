@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from services.scheduler import planning
@@ -411,7 +411,7 @@ class Access:
         records = await self.access.channels(couple.id)
         known = {r.id for r in records}
         for partner in couple.partners:
-            for channel in partner.channels:
+            for index, channel in enumerate(partner.channels):
                 url = (
                     None
                     if channel.id in known
@@ -426,7 +426,8 @@ class Access:
                     redacted=channel.redacted,
                     state=ChannelState.ACTIVE,
                     secret=self.access.seal(url),
-                    created_at=couple.created_at,
+                    # records are kept in created_at order: the given fallback order
+                    created_at=couple.created_at + timedelta(microseconds=index),
                 )
                 await self.access.save_channel(couple.id, adopted)
                 records.append(adopted)

@@ -25,6 +25,7 @@ from services.scheduler.invites import Invite, Redeemed
 from services.scheduler.partners import ChannelRecord, Membership, PartnerGrant
 from services.scheduler.store import SchedulerStore
 from services.scheduler.verification import Verdict
+from shared.vault import Rotation
 
 # KEYS: invite hash   ARGV: now
 # Single use, atomically: the first redeemer marks it used; later ones hear "used".
@@ -239,6 +240,29 @@ class AccessStore:
             keys=[self._key("code", channel_id)], args=[code_digest, max_attempts]
         )
         return Verdict(found[0]), int(found[1])
+
+    async def rotate(self) -> Rotation:
+        """Re-encrypt every channel record's URL under the vault box's current key (as
+        :meth:`shared.vault.Vault.rotate` does for the vault; ``tandem rotate-keys`` runs
+        both). Idempotent; a record changed meanwhile is left as it is."""
+        done = Rotation()
+        box = self.vault.box
+        async for key in self.redis.scan_iter(match=self._key("couple", "*", "channels")):
+            done.couples += 1
+            for channel_id, raw in (await self.redis.hgetall(key)).items():
+                record = ChannelRecord.model_validate_json(raw)
+                if box.is_current(record.secret):
+                    done.current += 1
+                    continue
+                try:
+                    fresh = record.model_copy(update={"secret": box.rotate(record.secret)})
+                except ValueError:
+                    done.unreadable += 1
+                    continue
+                swapped = await self.vault.swap(key, channel_id, raw, fresh.model_dump_json())
+                done.rotated += int(swapped)
+                done.current += 1 - int(swapped)
+        return done
 
     async def forget_couple(self, couple_id: str, partner_ids: list[str]) -> None:
         """Remove everything kept here for a deleted couple."""

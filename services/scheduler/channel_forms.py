@@ -53,7 +53,7 @@ class ChannelForm(BaseModel):
     type: FormType
     topic: str | None = Field(default=None, max_length=64)
     address: str | None = Field(default=None, max_length=254)
-    number: str | None = Field(default=None, max_length=16)
+    number: str | None = Field(default=None, max_length=32)
     url: str | None = Field(default=None, max_length=2048)
     kind: ChannelKind | None = Field(default=None, description="for type url; default push")
 

@@ -146,3 +146,29 @@ def view_for(view: dict[str, Any], partner_id: str | None) -> dict[str, Any]:
         for p in view["partners"]
     ]
     return {**view, "partners": partners}
+
+
+# What a delivery status says of the channel that took it (``history.record_delivered``,
+# ``record_failed``): the other partner's are left out of a partner's view.
+_CHANNEL_FIELDS = ("channel", "channel_id", "channel_kind", "reason", "attempts", "errors")
+
+
+def history_for(nudges: list[dict[str, Any]], partner_id: str | None) -> list[dict[str, Any]]:
+    """The couple's nudge history as ``partner_id`` may see it: the other partner's status,
+    answer and words stay, what it says of their channels does not. ``None``: all of it."""
+    if partner_id is None:
+        return nudges
+    return [
+        {
+            **nudge,
+            "partners": {
+                pid: entry if pid == partner_id else _without_channels(entry)
+                for pid, entry in nudge.get("partners", {}).items()
+            },
+        }
+        for nudge in nudges
+    ]
+
+
+def _without_channels(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k not in _CHANNEL_FIELDS}

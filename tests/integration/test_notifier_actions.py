@@ -48,7 +48,9 @@ async def test_ntfy_shows_buttons_and_email_lists_the_links(infra, inbox: Inbox)
         await received(inbox, lambda r: len(r) >= 2)
 
     [sam] = inbox.to("sam-answers")
-    assert (sam.title, sam.body) == ("Hug", nudge.message_for("sam").body)  # a clean body
+    # the body as written, then the stop link (ntfy shows three buttons at most)
+    stop = f"Stop or pause these nudges: {links['sam']['stop']}"
+    assert (sam.title, sam.body) == ("Hug", f"{nudge.message_for('sam').body}\n\n{stop}")
     buttons = [[part.strip() for part in b.split(",")] for b in sam.actions.split(";")]
     assert [b[:2] for b in buttons] == [
         ["http", "Done"],

@@ -97,7 +97,10 @@ async def ack(
 ) -> dict[str, Any]:
     """Answer a nudge: done, snooze (re-fires once for that partner) or skip."""
     _, couple = await caller.occurrence(occurrence_id)
-    return await answers.take(couple, occurrence_id, body.partner_id, body.action, body.minutes)
+    partner_id = body.partner_id or caller.partner_id  # a partner token answers as itself
+    if caller.partner_id is not None and partner_id != caller.partner_id:
+        raise HTTPException(403, "a partner answers only for themselves; leave out partner_id")
+    return await answers.take(couple, occurrence_id, partner_id, body.action, body.minutes)
 
 
 @router.post("/a/{token}")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from services.scheduler.api.deps import CurrentCaller, History
 from services.scheduler.api.fairness import fair
+from services.scheduler.partners import history_for
 
 router = APIRouter(tags=["history"], dependencies=[Depends(fair)])
 
@@ -20,4 +21,5 @@ async def nudges(
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
 ) -> dict[str, Any]:
     couple = await caller.couple(couple_id)
-    return {"nudges": await history.recent(couple.id, limit)}
+    # A partner token does not see the other partner's channels (issue #13).
+    return {"nudges": history_for(await history.recent(couple.id, limit), caller.partner_id)}

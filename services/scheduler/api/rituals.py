@@ -38,7 +38,9 @@ async def create_ritual(
     check_deck(decks, body.kind, body.deck)
     await fairness.room_for_ritual(couple)
     ritual = await build_ritual(couple, body, now)
-    await store.save_ritual(ritual, planning.plan(couple, ritual, now))
+    # Like PATCH: a paused couple (or a started one still waiting, issue #13) schedules
+    # nothing; resuming plans every ritual from then.
+    await store.save_ritual(ritual, {} if couple.paused else planning.plan(couple, ritual, now))
     return await _view(store, keeping, couple, ritual, now)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, HTTPException
 
 from services.scheduler.api.couples import new_token
 from services.scheduler.api.deps import CurrentCaller, Store
@@ -18,6 +18,12 @@ async def rotate_token(couple_id: str, caller: CurrentCaller, store: Store) -> d
     """A new token for the couple (with the couple's token or the admin's); the old token
     is refused from this moment on. The new token is shown only in this answer."""
     couple = await caller.couple(couple_id)
+    if caller.partner_id is not None:  # the couple token may act for either partner
+        raise HTTPException(
+            403,
+            "a partner token cannot make a couple token; for a new partner token, POST"
+            " /v1/couples/{couple_id}/partners/{partner_id}/token",
+        )
     token = new_token()
     await store.rotate_token(couple.id, token)
     return {"couple_id": couple.id, "token": token}
