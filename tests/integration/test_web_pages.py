@@ -275,3 +275,14 @@ async def test_transition_mode_goals_and_each_partners_own_calendar(site: Site) 
         async with site.client() as anyone:
             ics = await anyone.get(path.replace("&amp;", "&"))
         assert ics.status_code == 200 and "BEGIN:VCALENDAR" in ics.text
+
+
+async def test_leaving_the_couple_ends_that_partners_session(site: Site) -> None:
+    async with site.client() as a, site.client() as b:
+        couple_id = await _couple(site, a, b)
+        couple = await site.store.get_couple(couple_id)
+        assert couple is not None
+        await site.app.state.door.leave(couple, couple.partners[1].id, datetime.now(UTC))
+        gone = await b.get(f"{PREFIX}/channels")
+        assert gone.status_code == 401 and "Your session has ended" in gone.text
+        assert (await a.get(f"{PREFIX}/rhythm")).status_code == 200  # Sam is still in

@@ -22,10 +22,10 @@ from services.scheduler.channel_forms import (
     random_topic,
 )
 from services.scheduler.web.render import page, sentence, to
-from services.scheduler.web.session import CsrfChecked, SignedIn
+from services.scheduler.web.session import GUARDS, SignedIn
 from shared.settings import Settings
 
-router = APIRouter(dependencies=[CsrfChecked])
+router = APIRouter(dependencies=GUARDS)
 
 Field = Annotated[str, Form(max_length=2048)]
 # What a refused form says on the page rather than as an error page: the form's own problems.

@@ -30,10 +30,10 @@ from services.scheduler.goals import Goal, newest_first
 from services.scheduler.keeping import quarter_of
 from services.scheduler.web import vacation, views
 from services.scheduler.web.render import page, sentence, to
-from services.scheduler.web.session import CsrfChecked, SignedIn
+from services.scheduler.web.session import GUARDS, SignedIn
 from shared.ids import new_id
 
-router = APIRouter(dependencies=[CsrfChecked])
+router = APIRouter(dependencies=GUARDS)
 
 HISTORY_WEEKS = 4
 HISTORY_LIMIT = 100

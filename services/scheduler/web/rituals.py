@@ -24,9 +24,9 @@ from services.scheduler.store import SchedulerStore
 from services.scheduler.web import schedule_form, vacation, views
 from services.scheduler.web.catalogue import BY_KEY, CARDS
 from services.scheduler.web.render import page, sentence, to
-from services.scheduler.web.session import CsrfChecked, Me, SignedIn
+from services.scheduler.web.session import GUARDS, Me, SignedIn
 
-router = APIRouter(dependencies=[CsrfChecked])
+router = APIRouter(dependencies=GUARDS)
 
 Days = Annotated[list[str] | None, Form()]
 Delivery = Annotated[Literal["together", "local"], Form()]

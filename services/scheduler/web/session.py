@@ -25,7 +25,8 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from services.scheduler.api.deps import Store
+from services.scheduler.api.deps import AppSettings, Door, Store
+from services.scheduler.api.fairness import fair
 from services.scheduler.rituals import Couple, Partner
 
 SESSION_COOKIE = "tandem_session"
@@ -86,17 +87,28 @@ class Me:
         return next((p for p in self.couple.partners if p.id != self.partner.id), None)
 
 
-async def me(request: Request, store: Store) -> Me:
-    """The signed-in partner; 401 when no one is (or their couple or place in it is gone)."""
+async def me(request: Request, store: Store, door: Door) -> Me:
+    """The signed-in partner; 401 when no one is (or their couple is gone, or they left
+    it: leaving ends every session at once, as it voids the partner's token)."""
     couple_id, partner_id = request.session.get("couple"), request.session.get("partner")
     if isinstance(couple_id, str) and isinstance(partner_id, str):
         couple = await store.get_couple(couple_id)
         partner = couple.partner(partner_id) if couple else None
-        if couple is not None and partner is not None:
+        membership = await door.access.membership(couple_id)
+        left = membership is not None and partner_id in membership.left
+        if couple is not None and partner is not None and not left:
             return Me(couple, partner)
     sign_out(request)
     raise HTTPException(401, "Your session has ended. Start a couple or open your invite link.")
 
 
+async def counted(request: Request, settings: AppSettings, store: Store) -> None:
+    """Count every form sent against its sender's rate limit (the API's own, per address):
+    429 with a message once over it. Page views and the status poll are not counted."""
+    if request.method not in SAFE_METHODS:
+        await fair(request, settings, store)
+
+
 SignedIn = Annotated[Me, Depends(me)]
-CsrfChecked = Depends(csrf_checked)
+# What every web router depends on: the CSRF check, then the rate limit, for every form.
+GUARDS = [Depends(csrf_checked), Depends(counted)]

@@ -14,9 +14,9 @@ from services.scheduler.api.deps import Door, Now
 from services.scheduler.partners import Status
 from services.scheduler.web.door import DetailsError, details
 from services.scheduler.web.render import page, to
-from services.scheduler.web.session import CsrfChecked, SignedIn, sign_in, sign_out
+from services.scheduler.web.session import GUARDS, SignedIn, sign_in, sign_out
 
-router = APIRouter(dependencies=[CsrfChecked])
+router = APIRouter(dependencies=GUARDS)
 
 Text = Annotated[str, Form(max_length=200)]
 
