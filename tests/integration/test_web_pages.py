@@ -286,3 +286,29 @@ async def test_leaving_the_couple_ends_that_partners_session(site: Site) -> None
         gone = await b.get(f"{PREFIX}/channels")
         assert gone.status_code == 401 and "Your session has ended" in gone.text
         assert (await a.get(f"{PREFIX}/rhythm")).status_code == 200  # Sam is still in
+
+
+async def test_a_partner_changes_their_own_details(site: Site) -> None:
+    async with site.client() as a, site.client() as b:
+        couple_id = await _couple(site, a, b)
+        saved = await _form(
+            b,
+            f"{PREFIX}/channels",
+            f"{PREFIX}/me",
+            name="Alexandra",
+            timezone="America/Chicago",
+            quiet_start="22:30",
+            quiet_end="07:00",
+        )
+        assert saved.status_code == 303
+        couple = await site.store.get_couple(couple_id)
+        assert couple is not None
+        alex = couple.partners[1]
+        assert (alex.name, alex.timezone) == ("Alexandra", "America/Chicago")
+        assert alex.quiet_hours is not None and alex.quiet_hours.start.hour == 22
+        bad = await _form(
+            b, f"{PREFIX}/channels", f"{PREFIX}/me", name="A", timezone="Mars/Olympus"
+        )
+        page = await b.get(bad.headers["location"])
+        assert any("is not a time zone we know" in n for n in _notices(page.text))
+        assert await site.store.get_couple(couple_id) == couple  # nothing changed

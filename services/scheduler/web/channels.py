@@ -21,6 +21,7 @@ from services.scheduler.channel_forms import (
     ntfy_subscribe_link,
     random_topic,
 )
+from services.scheduler.web.door import DetailsError, details, zone_names
 from services.scheduler.web.render import page, sentence, to
 from services.scheduler.web.session import GUARDS, SignedIn
 from shared.settings import Settings
@@ -71,6 +72,7 @@ async def channels_page(
         "subscribe": ntfy_subscribe_link(settings.ntfy_server, topic),
         "ntfy_server": settings.ntfy_server,
         "hold": await door.hold(me.couple.id),
+        "zones": zone_names(),
     }
     return page(request, "channels.html", context)
 
@@ -158,6 +160,32 @@ async def change_channel(
         return _problem(request, exc)
     said = {"pause": "Paused: nudges stop using it.", "resume": "Resumed.", "remove": "Removed."}
     return to(request, "channels_page", notice=said[change])
+
+
+@router.post("/me", name="update_me")
+async def update_me(
+    request: Request,
+    me: SignedIn,
+    door: Door,
+    now: Now,
+    name: Annotated[str, Form(max_length=200)],
+    timezone: Annotated[str, Form(max_length=200)],
+    quiet_start: Annotated[str, Form(max_length=10)] = "",
+    quiet_end: Annotated[str, Form(max_length=10)] = "",
+) -> RedirectResponse:
+    """The signed-in partner's own name, time zone and quiet hours (a new zone moves their
+    rituals kept "each at our own local time")."""
+    try:
+        given = details(name, timezone, quiet_start, quiet_end)
+    except DetailsError as exc:
+        return to(request, "channels_page", notice=str(exc), error=True)
+    changes: dict[str, object] = {
+        "name": given.name,
+        "timezone": given.timezone,
+        "quiet_hours": given.quiet_hours,
+    }
+    await door.update_partner(me.couple, me.partner.id, changes, now)
+    return to(request, "channels_page", notice="Saved your details.")
 
 
 def _problem(request: Request, exc: Exception) -> RedirectResponse:

@@ -3,28 +3,20 @@ and signing out. The operations are :class:`~services.scheduler.access.Access`'s
 
 from __future__ import annotations
 
-import functools
 from typing import Annotated
-from zoneinfo import available_timezones
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.scheduler.api.deps import Door, Now
 from services.scheduler.partners import Status
-from services.scheduler.web.door import DetailsError, details
+from services.scheduler.web.door import DetailsError, details, zone_names
 from services.scheduler.web.render import page, to
 from services.scheduler.web.session import GUARDS, SignedIn, sign_in, sign_out
 
 router = APIRouter(dependencies=GUARDS)
 
 Text = Annotated[str, Form(max_length=200)]
-
-
-@functools.cache
-def zone_names() -> list[str]:
-    """The IANA zones a partner may pick (the ones naming a place)."""
-    return sorted(z for z in available_timezones() if "/" in z and not z.startswith("Etc/"))
 
 
 @router.get("/", response_class=HTMLResponse, name="start_page")
