@@ -286,3 +286,31 @@ def test_a_form_without_the_csrf_token_is_refused(run: Run) -> None:
     assert "did not come from Tandem" in evil.content()
     sam.reload()
     assert "Evil goal" not in sam.locator("#goals").inner_text()
+
+
+def test_the_demo_invite_takes_a_newcomer_to_the_first_nudge(run: Run) -> None:
+    """What ``tandem dev --demo`` prepares: Robin started a couple and verified a phone;
+    whoever opens the printed invite link joins, verifies, and gets the first nudge."""
+    from tandem.dev import INVITER_TOPIC, create_invited
+
+    stack = run.stack
+    invited = create_invited(stack)
+    kim, address = run.new_page(), "kim@example.com"
+    kim.goto(invited.invite_url)  # /join/<token>, as printed
+    kim.get_by_label("Your first name").fill("Kim")
+    kim.get_by_label("Your time zone").fill("Asia/Tokyo")
+    kim.get_by_role("button", name="Join Robin").click()
+    kim.get_by_label("My e-mail address").fill(address)
+    kim.get_by_role("button", name="Send the code by e-mail").click()
+    _verify(run, kim, address, 0)
+    kim.get_by_text("You are both set").wait_for()
+
+    kim.goto(f"{stack.api_url}/app/rituals")
+    kim.locator('[data-card="hug"]').get_by_role("button", name="Add 20-second hug").click()
+    before = len(stack.inbox.to(INVITER_TOPIC))
+    kim.get_by_role("button", name="Send a test nudge to both phones").click()
+    for name in ("Robin", "Kim"):
+        status = kim.locator("#test li", has_text=name).locator(".phone-status")
+        status.filter(has_text="got it").wait_for(timeout=60_000)
+    assert len(stack.inbox.to(INVITER_TOPIC)) > before
+    assert any("hug" in r.title.lower() for r in stack.inbox.to(address))
