@@ -174,6 +174,8 @@ async def test_the_session_cookie_is_signed_httponly_lax_and_expires(site: Site)
 async def test_signing_out_ends_the_session(site: Site) -> None:
     async with site.client() as a:
         await _started(site, a)
+        waiting = await a.get(f"{PREFIX}/rhythm")  # says why nothing is scheduled yet
+        assert "Nothing is scheduled until your partner joins from the invite link" in waiting.text
         out = await _form(a, f"{PREFIX}/rituals", f"{PREFIX}/logout")
         assert out.status_code == 303
         assert (await a.get(f"{PREFIX}/rhythm")).status_code == 401

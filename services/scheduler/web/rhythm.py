@@ -48,6 +48,7 @@ async def rhythm_page(
     keeping: Keeper,
     settings: AppSettings,
     secret_key: SecretKey,
+    door: Door,
     now: Now,
 ) -> HTMLResponse:
     couple = me.couple
@@ -75,6 +76,7 @@ async def rhythm_page(
         "history": views.history_rows(couple, recent),
         "weeks": HISTORY_WEEKS,
         "resume": await vacation.resume_at(store, couple, now),
+        "hold": await door.hold(couple.id),
         "goals": newest_first(await store.goals(couple.id)),
         "calendar": feed_url(settings.api_url, secret_key, couple.id, generation, me.partner.id),
         "tomorrow": (now.astimezone(ZoneInfo(couple.partners[0].timezone)) + timedelta(days=1))
