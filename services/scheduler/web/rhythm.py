@@ -73,7 +73,7 @@ async def rhythm_page(
         "title": "Our rhythm",
         "me": me,
         "upcoming": upcoming,
-        "history": views.history_rows(couple, recent),
+        "history": views.history_rows(couple, recent, me.partner.timezone),
         "weeks": HISTORY_WEEKS,
         "resume": await vacation.resume_at(store, couple, now),
         "hold": await door.hold(couple.id),

@@ -5,6 +5,7 @@ days, delivery and deck, and "send a test nudge to both phones" with live confir
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
@@ -41,8 +42,10 @@ async def rituals_page(
     keeping: Keeper,
     decks: Decks,
     now: Now,
-    test: str = "",
+    test: Annotated[str, Query(max_length=1000)] = "",
 ) -> HTMLResponse:
+    """The catalogue and the couple's rituals; ``test`` names a test nudge's occurrences
+    whose delivery the page follows."""
     mine = [
         await _chosen(store, keeping, decks, me, r, now)
         for r in await store.list_rituals(me.couple.id)
@@ -72,7 +75,7 @@ def _taken(kind: str, mine: list[dict[str, Any]]) -> bool:
 
 
 async def _chosen(
-    store: SchedulerStore, keeping: Keeping, decks: Catalog, me: Me, ritual: Ritual, now: Any
+    store: SchedulerStore, keeping: Keeping, decks: Catalog, me: Me, ritual: Ritual, now: datetime
 ) -> dict[str, Any]:
     """One of the couple's rituals as its card shows it."""
     coming = await planning.upcoming(store, me.couple, ritual, 2)

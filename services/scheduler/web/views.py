@@ -60,11 +60,12 @@ def delivery_status(
     return {"partners": partners, "settled": done}
 
 
-def history_rows(couple: Couple, nudges: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The couple's recent nudges for the "Our rhythm" table: when, what, and for each
-    partner whether it reached them and what they answered."""
+def history_rows(
+    couple: Couple, nudges: Sequence[Mapping[str, Any]], zone: str
+) -> list[dict[str, Any]]:
+    """The couple's recent nudges for the "Our rhythm" table: when (in ``zone``, the
+    reader's), what, and for each partner whether it reached them and what they answered."""
     rows = []
-    zone = couple.partners[0].timezone
     for nudge in nudges:
         cells = []
         for partner in couple.partners:
