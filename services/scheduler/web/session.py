@@ -7,7 +7,8 @@ channel URLs. It holds only ids and the CSRF token.
 
 CSRF: the synchronizer-token pattern (OWASP's primary defence). Each session gets a random
 token; every page renders it into its forms as a hidden field, and every non-GET request to
-the web app must send it back (:func:`csrf_checked`, a dependency of every web router).
+the web app must send it back (:func:`csrf_checked`, in :data:`GUARDS`, which every web
+router depends on).
 Because the token lives inside the signed session, a forged form from another site can
 neither read nor guess it. This needs no second cookie and works without JavaScript -- the
 reasons for not using ``starlette-csrf`` (it reads the token from a header only, so every
