@@ -81,7 +81,7 @@ _TITLES = {
     403: "Not allowed",
     404: "Not found",
     409: "Not possible right now",
-    410: "That link has expired",
+    410: "That link no longer works",
     422: "Please check the form",
     429: "Too many tries",
 }
