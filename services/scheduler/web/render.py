@@ -28,6 +28,7 @@ def page(
         "csrf": csrf_token(request),
         "csrf_field": CSRF_FIELD,
         "signed_in": "partner" in request.session,
+        "inviting": "invite" in request.session,  # the partner who started: their invite
         **context,
     }
     return templates.TemplateResponse(request, name, full, status_code=status_code)

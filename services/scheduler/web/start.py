@@ -53,6 +53,8 @@ async def start(
 async def invite_page(request: Request, me: SignedIn, door: Door) -> HTMLResponse:
     """The invite link to send the other partner, and where the couple stands."""
     state = await door.status(me.couple.id)
+    if state is not Status.WAITING_FOR_PARTNER:
+        request.session.pop("invite", None)  # used: the navigation stops offering it
     context = {
         "title": "Invite your partner",
         "me": me,
