@@ -38,6 +38,7 @@ pytestmark = [
 ]
 
 PHONE = {"width": 390, "height": 844}  # the pages must work on a phone screen
+WAIT = 60.0  # seconds any one step may take (never a speed assertion: a deadline for hangs)
 # The visible form fields without a label (a <label>, aria-label or aria-labelledby).
 _UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea')]
   .filter(e => e.type !== 'hidden' && !e.labels.length && !e.getAttribute('aria-label')
@@ -73,6 +74,7 @@ class Run:
 
     def new_page(self) -> Any:
         context = self.browser.new_context(viewport=PHONE, device_scale_factor=1)
+        context.set_default_timeout(WAIT * 1000)  # generous: a slow, shared CI machine
         return context.new_page()
 
 
@@ -104,7 +106,9 @@ def _code(received: list[Received]) -> str:
 
 
 def _wait_code(run: Run, address: str, seen: int) -> str:
-    run.stack.inbox.wait_for(lambda got: len([r for r in got if r.address == address]) > seen)
+    run.stack.inbox.wait_for(
+        lambda got: len([r for r in got if r.address == address]) > seen, timeout=WAIT
+    )
     return _code(run.stack.inbox.to(address))
 
 
@@ -175,10 +179,11 @@ def test_a_couple_from_nothing_to_a_nudge_on_both_phones(run: Run) -> None:
     sam.keyboard.press("Enter")
     for name in ("Sam", "Alex"):  # the page's live confirmation, from delivery receipts
         status = sam.locator("#test li", has_text=name).locator(".phone-status")
-        status.filter(has_text="got it").wait_for(timeout=60_000)
+        status.filter(has_text="got it").wait_for()
     run.shot(sam, "7-test-nudge-arrived")
     got = stack.inbox.wait_for(
-        lambda r: all(len([x for x in r if x.address == a]) > n for a, n in before.items())
+        lambda r: all(len([x for x in r if x.address == a]) > n for a, n in before.items()),
+        timeout=WAIT,
     )
     nudge = {a: [r for r in got if r.address == a][-1] for a in before}
     assert nudge[SAM_TOPIC].title == nudge[ALEX_EMAIL].title != ""
@@ -294,7 +299,7 @@ def test_the_demo_invite_takes_a_newcomer_to_the_first_nudge(run: Run) -> None:
     from tandem.dev import INVITER_TOPIC, create_invited
 
     stack = run.stack
-    invited = create_invited(stack)
+    invited = create_invited(stack, code_timeout=WAIT)
     kim, address = run.new_page(), "kim@example.com"
     kim.goto(invited.invite_url)  # /join/<token>, as printed
     kim.get_by_label("Your first name").fill("Kim")
@@ -311,6 +316,6 @@ def test_the_demo_invite_takes_a_newcomer_to_the_first_nudge(run: Run) -> None:
     kim.get_by_role("button", name="Send a test nudge to both phones").click()
     for name in ("Robin", "Kim"):
         status = kim.locator("#test li", has_text=name).locator(".phone-status")
-        status.filter(has_text="got it").wait_for(timeout=60_000)
+        status.filter(has_text="got it").wait_for()
     assert len(stack.inbox.to(INVITER_TOPIC)) > before
     assert any("hug" in r.title.lower() for r in stack.inbox.to(address))
