@@ -150,6 +150,10 @@ async def test_the_session_cookie_is_signed_httponly_lax_and_expires(site: Site)
         cookie = page.headers["set-cookie"]
         assert f"{SESSION_COOKIE}=" in cookie and "httponly" in cookie.lower()
         assert "samesite=lax" in cookie.lower() and f"Max-Age={SESSION_SECONDS}" in cookie
+        # Never framed (clickjacking), only the project's own scripts, no Referer leaks.
+        assert page.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        assert page.headers["referrer-policy"] == "no-referrer"
         await _started(site, a)
         assert (await a.get(f"{PREFIX}/rituals")).status_code == 200
         signed_in = a.cookies[SESSION_COOKIE]

@@ -9,6 +9,7 @@ HTML error pages. Being a mounted app, none of it appears in the API's OpenAPI d
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
@@ -56,12 +57,32 @@ def create_web_app(state: State) -> FastAPI:
         # Secure cookies wherever the app is reached over HTTPS (TANDEM_PUBLIC_URL).
         https_only=settings.api_url.startswith("https://"),
     )
+    web.middleware("http")(_protective_headers)
     web.mount("/static", StaticFiles(directory=STATIC), name="static")
     for module in ROUTERS:
         web.include_router(module.router)
     web.add_exception_handler(HTTPException, _refused)
     web.add_exception_handler(Refused, _refused)
     return web
+
+
+# Only the project's own scripts, styles and forms; never inside another site's frame; no
+# Referer (an invite link's token is in the join page's URL).
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+async def _protective_headers(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    response = await call_next(request)
+    response.headers.update(HEADERS)
+    return response
 
 
 async def _refused(request: Request, exc: Exception) -> Response:
