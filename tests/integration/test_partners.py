@@ -389,7 +389,7 @@ async def test_key_rotation_covers_pending_and_paused_channels(module_infra, mod
 
 
 async def test_channel_form_helpers(door) -> None:
-    _scheduler, api = door
+    _, api = door
     forms = (await api.get("/v1/channel-forms")).json()
     assert forms["email"] and forms["sms"] and not forms["signal"] and forms["url"]
     topic = forms["ntfy"]["suggested_topic"]
