@@ -17,8 +17,6 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from services.scheduler.access_store import AccessStore
-from services.scheduler.store import SchedulerStore
 from shared.kafka import ensure_topics
 from shared.redis import Keys, make_redis
 from shared.secrets import SecretBox
@@ -131,6 +129,10 @@ def rotate_keys() -> None:
         _fail(str(exc))
 
     async def rotate() -> Rotation:
+        # Imported here: the CLI's other commands (`tandem dev`) need no service code loaded.
+        from services.scheduler.access_store import AccessStore
+        from services.scheduler.store import SchedulerStore
+
         redis = make_redis(settings)
         try:
             keys = Keys(settings.redis_prefix)

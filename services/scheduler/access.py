@@ -245,6 +245,13 @@ class Access:
         _partner(couple, partner_id)
         return [r for r in await self._records(couple) if r.partner_id == partner_id]
 
+    async def channel(self, couple: Couple, partner_id: str, channel_id: str) -> ChannelRecord:
+        """One of the partner's channels; 404 for another partner's or no channel."""
+        record = next((r for r in await self._records(couple) if r.id == channel_id), None)
+        if record is None or record.partner_id != partner_id:
+            raise Refused(404, "channel not found")
+        return record
+
     async def add_channel(
         self, couple: Couple, partner_id: str, choice: ChannelChoice, field: str, now: datetime
     ) -> ChannelRecord:
@@ -305,7 +312,7 @@ class Access:
         """Enter ``code`` for the partner's pending channel: the channel, now active (and
         the couple activated if that made it ready). 422 at ``body.code`` with what to do
         when the code is wrong, used up or expired; a verified channel is returned as is."""
-        record = await self._own(couple, partner_id, channel_id)
+        record = await self.channel(couple, partner_id, channel_id)
         if record.state is not ChannelState.PENDING:
             return record
         digest = code_digest(self.settings.require_secret_key(), record.id, code)
@@ -322,7 +329,7 @@ class Access:
         self, couple: Couple, partner_id: str, channel_id: str, paused: bool
     ) -> ChannelRecord:
         """Pause (nudges stop using it) or resume a verified channel of the partner's."""
-        record = await self._own(couple, partner_id, channel_id)
+        record = await self.channel(couple, partner_id, channel_id)
         if record.state is ChannelState.PENDING:
             raise Refused(409, "verify this channel first: enter the code sent to it")
         record = record.model_copy(
@@ -334,7 +341,7 @@ class Access:
 
     async def remove_channel(self, couple: Couple, partner_id: str, channel_id: str) -> None:
         """Remove one of the partner's channels for good."""
-        await self._own(couple, partner_id, channel_id)
+        await self.channel(couple, partner_id, channel_id)
         await self.access.delete_channel(couple.id, channel_id)
         await self._sync(couple, partner_id)
 
@@ -399,12 +406,6 @@ class Access:
         return f"Paused: {names}. No more nudges go there until you resume it on your page."
 
     # -- internals ---------------------------------------------------------------------------
-    async def _own(self, couple: Couple, partner_id: str, channel_id: str) -> ChannelRecord:
-        record = next((r for r in await self._records(couple) if r.id == channel_id), None)
-        if record is None or record.partner_id != partner_id:
-            raise Refused(404, "channel not found")
-        return record
-
     async def _records(self, couple: Couple) -> list[ChannelRecord]:
         """The couple's channel records; an integrator's channels are adopted first (as
         active records, their URLs read from the vault), so a stop link works for them."""

@@ -386,3 +386,38 @@ async def test_key_rotation_covers_pending_and_paused_channels(module_infra, mod
         assert only_b.unseal(record) == url
     finally:
         await redis.aclose()
+
+
+async def test_channel_form_helpers(door) -> None:
+    _, api = door
+    forms = (await api.get("/v1/channel-forms")).json()
+    assert forms["email"] and forms["sms"] and not forms["signal"] and forms["url"]
+    topic = forms["ntfy"]["suggested_topic"]
+    assert forms["ntfy"]["subscribe_link"].endswith(f"/{topic}?secure=false")
+    qr = await api.get("/v1/channel-forms/ntfy-qr.svg", params={"topic": topic})
+    assert qr.status_code == 200 and qr.headers["content-type"] == "image/svg+xml"
+    assert qr.text.startswith("<svg")
+    bad = await api.get("/v1/channel-forms/ntfy-qr.svg", params={"topic": "no/slashes"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "topic"]
+    sam = await started(api, "forms")
+    path = f"/v1/couples/{sam['couple']['id']}/partners/{sam['partner_id']}/channels"
+    refused = await api.post(
+        path, json={"type": "signal", "number": "+4915112345678"}, headers=bearer(sam["token"])
+    )
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["detail"][0]
+    assert error["loc"] == ["body", "number"] and "choose another kind" in error["msg"]
+    local = await api.post(  # the egress policy: no channel to this machine's other ports
+        path, json={"type": "url", "url": "json://127.0.0.1:1/x"}, headers=bearer(sam["token"])
+    )
+    assert local.status_code == 422 and local.json()["detail"][0]["loc"] == ["body", "url"]
+
+
+async def test_starting_couples_is_rate_limited_per_client_address(module_infra) -> None:
+    settings = module_infra.settings(
+        rate_limit="3/minute", redis_prefix=f"{module_infra.prefix}-rl"
+    )
+    async with running_scheduler(settings) as (_, api):
+        body = {"couple_name": "A & B", "name": "A", "timezone": "UTC"}
+        answers = [(await api.post("/v1/start", json=body)).status_code for _ in range(4)]
+    assert answers == [201, 201, 201, 429]

@@ -23,17 +23,12 @@ from services.scheduler.channel_forms import (
     ntfy_subscribe_link,
     random_topic,
 )
-from services.scheduler.partners import ChannelRecord
 
 router = APIRouter(tags=["channels"], dependencies=[Depends(fair)])
 
 CHANNELS = "/v1/couples/{couple_id}/partners/{partner_id}/channels"
 # The form field a refused URL is reported on, per form type.
 _FIELD = {"ntfy": "topic", "email": "address", "sms": "number", "signal": "number", "url": "url"}
-
-
-def _view(record: ChannelRecord) -> dict[str, Any]:
-    return record.public()
 
 
 @router.get(CHANNELS)
@@ -43,7 +38,7 @@ async def list_channels(
     """The partner's own channels (pending, active, paused), in fallback order."""
     couple = await caller.couple(couple_id)
     caller.own_partner(couple, partner_id)
-    return [_view(r) for r in await door.channels(couple, partner_id)]
+    return [r.public() for r in await door.channels(couple, partner_id)]
 
 
 @router.post(CHANNELS, status_code=201)
@@ -66,7 +61,7 @@ async def add_channel(
     except FormError as exc:
         raise Refused.at(["body", exc.field], exc.reason) from None
     record = await door.add_channel(couple, partner_id, choice, _FIELD[body.type], now)
-    return {**_view(record), "code_sent": True}
+    return {**record.public(), "code_sent": True}
 
 
 @router.post(CHANNELS + "/{channel_id}/code", status_code=202)
@@ -76,11 +71,9 @@ async def send_code(
     """Send a new code through a pending channel (the previous code stops working)."""
     couple = await caller.couple(couple_id)
     caller.own_partner(couple, partner_id)
-    record = next((r for r in await door.channels(couple, partner_id) if r.id == channel_id), None)
-    if record is None:
-        raise Refused(404, "channel not found")
+    record = await door.channel(couple, partner_id, channel_id)
     await door.send_code(couple, record)
-    return {**_view(record), "code_sent": True}
+    return {**record.public(), "code_sent": True}
 
 
 @router.post(CHANNELS + "/{channel_id}/verify")
@@ -98,7 +91,7 @@ async def verify(
     couple = await caller.couple(couple_id)
     caller.own_partner(couple, partner_id)
     record = await door.verify(couple, partner_id, channel_id, body.code, now)
-    return {**_view(record), "couple_status": await door.status(couple.id)}
+    return {**record.public(), "couple_status": await door.status(couple.id)}
 
 
 async def _set_paused(
@@ -111,7 +104,7 @@ async def _set_paused(
 ) -> dict[str, Any]:
     couple = await caller.couple(couple_id)
     caller.own_partner(couple, partner_id)
-    return _view(await door.set_paused(couple, partner_id, channel_id, paused))
+    return (await door.set_paused(couple, partner_id, channel_id, paused)).public()
 
 
 @router.post(CHANNELS + "/{channel_id}/pause")
