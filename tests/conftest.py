@@ -23,7 +23,7 @@ from tests.support.infra import (
     started_containers,
 )
 from tests.support.redis_cluster import (
-    CLUSTER_MODULES,
+    CLUSTER_TESTS,
     PENDING_CROSS_SLOT,
     cluster_missing,
     cluster_wanted,
@@ -48,11 +48,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the tests of :data:`CLUSTER_MODULES` ``redis_cluster``; on a cluster run, expect
+    """Mark the tests of :data:`CLUSTER_TESTS` ``redis_cluster``; on a cluster run, expect
     the :data:`PENDING_CROSS_SLOT` ones to fail (strictly)."""
     on_cluster = cluster_wanted(config.getoption("--redis"))
     for item in items:
-        if item.nodeid.split("::")[0] in CLUSTER_MODULES:
+        if item.nodeid.startswith(CLUSTER_TESTS):
             item.add_marker(pytest.mark.redis_cluster)
         pending = PENDING_CROSS_SLOT.get(item.nodeid)
         if on_cluster and pending:

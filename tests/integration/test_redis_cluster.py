@@ -116,8 +116,8 @@ async def test_rate_limits_count_on_the_cluster(redis: StrRedis, settings: Setti
     assert counted
 
 
-async def test_rotate_keys_cli_names_the_cluster_it_cannot_reach(infra: Infra) -> None:
-    env = infra.env(redis_url="redis+cluster://u:hidden@127.0.0.1:9/", secret_key=KEY_A)
+async def _rotate_keys(env: dict[str, str]) -> tuple[int | None, str]:
+    """``tandem rotate-keys`` as an operator runs it: a process of its own."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         *("-m", "tandem.cli", "rotate-keys"),
@@ -126,5 +126,25 @@ async def test_rotate_keys_cli_names_the_cluster_it_cannot_reach(infra: Infra) -
         stderr=asyncio.subprocess.STDOUT,
     )
     out = (await asyncio.wait_for(proc.communicate(), 120))[0].decode()
-    assert proc.returncode == 1, out
+    return proc.returncode, out
+
+
+async def test_rotate_keys_cli_rotates_every_master(
+    redis: StrRedis, settings: Settings, infra: Infra
+) -> None:
+    vault = Vault(redis, Keys(settings.redis_prefix), SecretBox(KEY_A))
+    for n in range(12):
+        async with redis.pipeline(transaction=True) as pipe:
+            vault.store_channels(pipe, new_id("cpl"), {"chn_a": f"json://127.0.0.1:9/{n}"})
+            await pipe.execute()
+    new_key = SecretBox.generate_key()
+    env = infra.env(redis_url=settings.redis_url, secret_key=new_key, old_secret_keys=KEY_A)
+    code, out = await _rotate_keys(env)
+    assert code == 0 and "12 couple(s): re-encrypted 12 channel URL(s)" in out, out
+
+
+async def test_rotate_keys_cli_names_the_cluster_it_cannot_reach(infra: Infra) -> None:
+    env = infra.env(redis_url="redis+cluster://u:hidden@127.0.0.1:9/", secret_key=KEY_A)
+    code, out = await _rotate_keys(env)
+    assert code == 1, out
     assert "127.0.0.1:9" in out and "hidden" not in out and "Traceback" not in out

