@@ -12,10 +12,11 @@ of 16,384 slots by the hash of its name -- or, when the name holds ``{...}``, of
 inside the first braces only. A MULTI/EXEC transaction, a Lua script and a multi-key
 command (``MGET``, ``SUNIONSTORE``...) must touch keys of *one* slot, else the cluster
 answers ``CROSSSLOT``. So every key such a command touches together carries the same tag,
-made by :meth:`Keys.tag` (e.g. ``keys("vault", Keys.tag(couple_id), "channels")`` and
-``keys("vault", Keys.tag(couple_id), "paused")``), and a key shared by everyone (a global
+made by :meth:`Keys.tag` (e.g. ``keys(Keys.tag(couple_id), "c")`` and
+``keys(Keys.tag(couple_id), "rituals")``), and a key shared by everyone (a global
 index) is never written in the same transaction or script as a per-couple key. Plain
-pipelines (``transaction=False``) may mix slots: the cluster client splits them per node.
+pipelines (``transaction=False``) may mix slots: the cluster client splits them per node,
+so reads of many couples (``MGET``'s job on one Redis) go through one, on either client.
 ``SCAN`` on a cluster client walks every master (``scan_iter`` does that for us).
 """
 

@@ -1,6 +1,8 @@
 """Tandem on a real local 3-master Redis Cluster: a ``redis+cluster://`` URL gives a cluster
-client, keys of one hash tag share a transaction, the channel vault and the rate limits
-work there, and ``tandem rotate-keys`` finds the channels on every master."""
+client, keys of one hash tag share a transaction (and keys of several slots cannot), the
+channel vault and the rate limits work there, and ``tandem rotate-keys`` finds the channels
+on every master. (Whether each store keeps its transactions within one slot is what the
+``redis_cluster`` run of the stores' own tests shows.)"""
 
 from __future__ import annotations
 
@@ -78,33 +80,30 @@ async def test_one_tag_one_transaction_and_mixed_slots_refused(redis: StrRedis) 
             await pipe.execute()
 
 
-async def test_the_vault_keeps_a_couple_in_one_slot_and_rotates_on_every_master(
+async def test_the_vault_reads_writes_and_rotates_on_every_master(
     redis: StrRedis, settings: Settings
 ) -> None:
     keys = Keys(settings.redis_prefix)
     old = Vault(redis, keys, SecretBox(KEY_A))
     couples = [new_id("cpl") for _ in range(24)]
     for n, couple in enumerate(couples):
-        async with redis.pipeline(transaction=True) as pipe:
+        async with redis.pipeline(transaction=True) as pipe:  # one couple's channels
             old.store_channels(pipe, couple, {"chn_a": f"json://127.0.0.1:9/{n}"})
-            old.set_paused(pipe, couple, n % 2 == 0)
             await pipe.execute()
-    assert await old.is_paused(couples[0]) and not await old.is_paused(couples[1])
-    async with redis.pipeline(transaction=True) as pipe:
-        old.set_paused(pipe, couples[0], False)
+    # Pauses and forgetting may touch a key shared by all couples: no MULTI across them.
+    async with redis.pipeline(transaction=False) as pipe:
+        old.set_paused(pipe, couples[0], True)
+        old.forget(pipe, couples[5])
         await pipe.execute()
-    assert not await old.is_paused(couples[0])
+    assert await old.is_paused(couples[0]) and not await old.is_paused(couples[1])
+    assert not await old.exists(couples[5]) and await old.exists(couples[6])
 
     new_key = SecretBox.generate_key()
     done = await Vault(redis, keys, SecretBox(new_key, [KEY_A])).rotate()
-    assert done.couples == len(couples)  # found on all three masters
-    assert await Vault(redis, keys, SecretBox(new_key)).channel_url(couples[5], "chn_a") == (
-        "json://127.0.0.1:9/5"
+    assert done.couples == len(couples) - 1  # found on all three masters
+    assert await Vault(redis, keys, SecretBox(new_key)).channel_url(couples[6], "chn_a") == (
+        "json://127.0.0.1:9/6"
     )
-    async with redis.pipeline(transaction=True) as pipe:
-        old.forget(pipe, couples[5])
-        await pipe.execute()
-    assert not await old.exists(couples[5])
 
 
 async def test_rate_limits_count_on_the_cluster(redis: StrRedis, settings: Settings) -> None:
