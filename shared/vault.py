@@ -1,7 +1,12 @@
 """What the scheduler (owner of couples) shares with the notifier through Redis: the
 encrypted channel URLs and whether a couple is paused. The scheduler writes; the notifier
 only reads, at the moment of sending, so a pause or a changed channel takes effect on the
-next delivery attempt."""
+next delivery attempt.
+
+Both keys of a couple carry the couple's hash tag (``vault:{<couple>}:channels``, a hash
+channel id -> ciphertext, and ``vault:{<couple>}:paused``, present while paused), so the
+scheduler can write them in the same MULTI/EXEC as its own keys of that couple on a Redis
+Cluster (see :mod:`shared.redis`)."""
 
 from __future__ import annotations
 
@@ -42,10 +47,10 @@ class Vault:
         self._swap = redis.register_script(_SWAP)
 
     def _channels(self, couple_id: str) -> str:
-        return self.keys("vault", couple_id, "channels")
+        return self.keys("vault", Keys.tag(couple_id), "channels")
 
-    def _paused(self) -> str:
-        return self.keys("vault", "paused")
+    def _paused(self, couple_id: str) -> str:
+        return self.keys("vault", Keys.tag(couple_id), "paused")
 
     def store_channels(self, pipe: Pipeline, couple_id: str, urls: dict[str, str]) -> None:
         """Queue on ``pipe``: replace the couple's channels (channel id -> plain URL)."""
@@ -64,13 +69,12 @@ class Vault:
 
     def set_paused(self, pipe: Pipeline, couple_id: str, paused: bool) -> None:
         if paused:
-            pipe.sadd(self._paused(), couple_id)
+            pipe.set(self._paused(couple_id), "1")
         else:
-            pipe.srem(self._paused(), couple_id)
+            pipe.delete(self._paused(couple_id))
 
     def forget(self, pipe: Pipeline, couple_id: str) -> None:
-        pipe.delete(self._channels(couple_id))
-        pipe.srem(self._paused(), couple_id)
+        pipe.delete(self._channels(couple_id), self._paused(couple_id))
 
     async def channel_url(self, couple_id: str, channel_id: str) -> str | None:
         """The plain URL of a channel, or None if the couple or channel is gone."""
@@ -78,7 +82,7 @@ class Vault:
         return self.box.decrypt(token) if token else None
 
     async def is_paused(self, couple_id: str) -> bool:
-        return bool(await self.redis.sismember(self._paused(), couple_id))
+        return bool(await self.redis.exists(self._paused(couple_id)))
 
     async def exists(self, couple_id: str) -> bool:
         return bool(await self.redis.exists(self._channels(couple_id)))
@@ -93,6 +97,7 @@ class Vault:
         still decrypt them until then). Idempotent: a URL already under the current key is
         left alone, so a second run re-encrypts nothing."""
         done = Rotation()
+        # On a cluster, scan_iter walks every master.
         async for key in self.redis.scan_iter(match=self.keys("vault", "*", "channels")):
             done.couples += 1
             for channel_id, token in (await self.redis.hgetall(key)).items():

@@ -10,15 +10,14 @@ import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, NoReturn
-from urllib.parse import urlsplit
 
 import typer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from shared.kafka import ensure_topics
-from shared.redis import Keys, make_redis
+from shared.redis import Keys, make_redis, redis_where
 from shared.secrets import SecretBox
 from shared.settings import Settings
 from shared.topics import ALL_TOPICS, dlq
@@ -149,8 +148,8 @@ def rotate_keys() -> None:
 
     try:
         done = asyncio.run(asyncio.wait_for(rotate(), 300))
-    except (RedisError, OSError, TimeoutError) as exc:
-        _fail(f"cannot rotate the keys in Redis at {_redis_where(settings)}: {_why(exc)}")
+    except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
+        _fail(f"cannot rotate the keys in Redis at {redis_where(settings.redis_url)}: {_why(exc)}")
     typer.echo(
         f"{done.couples} couple(s): re-encrypted {done.rotated} channel URL(s) with the "
         f"current key, {done.current} already current, {done.unreadable} unreadable"
@@ -160,12 +159,6 @@ def rotate_keys() -> None:
             f"{done.unreadable} channel URL(s) open with none of the configured keys: "
             "add the key they were written with to TANDEM_OLD_SECRET_KEYS and run again"
         )
-
-
-def _redis_where(settings: Settings) -> str:
-    """Where Redis is, without the password a Redis URL may carry."""
-    url = urlsplit(settings.redis_url)
-    return f"{url.hostname or '?'}:{url.port or 6379}"
 
 
 @app.command("run")

@@ -3,7 +3,9 @@ Helpers live in :mod:`tests.support` (see its docstring); conftest files only re
 fixtures, so test modules never import each other or a conftest.
 
 Each integration test gets its own Kafka-protocol broker and its own Redis, started on free
-ports; see :mod:`tests.support.infra` for using external servers or testcontainers instead.
+ports; see :mod:`tests.support.infra` for using external servers or testcontainers instead,
+and :mod:`tests.support.redis_cluster` for running against a Redis Cluster
+(``--redis=cluster`` or ``TANDEM_TEST_REDIS=cluster``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,41 @@ from tests.support.infra import (
     provide,
     started_containers,
 )
+from tests.support.redis_cluster import (
+    CLUSTER_TESTS,
+    PENDING_CROSS_SLOT,
+    cluster_missing,
+    cluster_wanted,
+    started_cluster,
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--redis",
+        choices=("single", "cluster"),
+        default=None,
+        help="the Redis the integration tests get: one server per test (single, the "
+        "default) or a local 3-master Redis Cluster (cluster; also TANDEM_TEST_REDIS)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "redis_cluster: also run against a Redis Cluster (make test-cluster)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests of :data:`CLUSTER_TESTS` ``redis_cluster``; on a cluster run, expect
+    the :data:`PENDING_CROSS_SLOT` ones to fail (strictly)."""
+    on_cluster = cluster_wanted(config.getoption("--redis"))
+    for item in items:
+        if item.nodeid.startswith(CLUSTER_TESTS):
+            item.add_marker(pytest.mark.redis_cluster)
+        pending = PENDING_CROSS_SLOT.get(item.nodeid)
+        if on_cluster and pending:
+            item.add_marker(pytest.mark.xfail(reason=f"CROSSSLOT: {pending}", strict=True))
 
 
 @pytest.fixture(scope="session")
@@ -31,18 +68,31 @@ def _containers() -> Iterator[tuple[str, str] | None]:
         yield servers
 
 
+@pytest.fixture(scope="session")
+def _cluster(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """On a cluster run, one local Redis Cluster for the session (its URL), else None."""
+    if not cluster_wanted(request.config.getoption("--redis")):
+        yield None
+        return
+    missing = cluster_missing()
+    if missing:
+        pytest.skip(missing)
+    with started_cluster() as url:
+        yield url
+
+
 @pytest.fixture
-def infra(_containers: tuple[str, str] | None) -> Iterator[Infra]:
+def infra(_containers: tuple[str, str] | None, _cluster: str | None) -> Iterator[Infra]:
     """A broker and a Redis for one test; see :mod:`tests.support.infra` for where they come
     from."""
-    with provide(_containers) as provided:
+    with provide(_containers, _cluster) as provided:
         yield provided
 
 
 @pytest.fixture(scope="module")
-def module_infra(_containers: tuple[str, str] | None) -> Iterator[Infra]:
+def module_infra(_containers: tuple[str, str] | None, _cluster: str | None) -> Iterator[Infra]:
     """Like ``infra``, shared by the tests of one module (each still uses its own data)."""
-    with provide(_containers) as provided:
+    with provide(_containers, _cluster) as provided:
         yield provided
 
 

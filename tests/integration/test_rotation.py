@@ -246,7 +246,7 @@ async def test_the_secret_key_rotates_without_losing_a_channel(module_infra) -> 
         assert await readable(SecretBox(key_b)) == expected
         # with only B configured, a value under a forgotten key is reported, not skipped over
         await redis.hset(
-            Keys(prefix)("vault", couple["id"], "channels"),
+            Keys(prefix)("vault", Keys.tag(couple["id"]), "channels"),
             "chn_000000000000",
             SecretBox(key_a).encrypt("json://lost"),
         )

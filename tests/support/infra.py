@@ -5,6 +5,9 @@ and keeps nothing, so isolation is free). Point the suite at external servers in
 ``TANDEM_TEST_KAFKA_BOOTSTRAP`` and ``TANDEM_TEST_REDIS_URL``; where a Docker daemon answers
 and ``TANDEM_TEST_CONTAINERS=1`` is set, testcontainers starts Apache Kafka and Redis.
 The fixtures using this are in ``tests/conftest.py``.
+
+``TANDEM_TEST_REDIS=cluster`` hands out a local Redis Cluster instead: see
+:mod:`tests.support.redis_cluster`.
 """
 
 from __future__ import annotations
@@ -93,13 +96,13 @@ def started_containers() -> Iterator[tuple[str, str]]:
 
 
 @contextmanager
-def provide(containers: tuple[str, str] | None) -> Iterator[Infra]:
+def provide(containers: tuple[str, str] | None, cluster: str | None = None) -> Iterator[Infra]:
     """An :class:`Infra` with a fresh key prefix: the external servers named in the
     environment, else ``containers`` if given, else an embedded broker and Redis started
-    here (and stopped on exit)."""
+    here (and stopped on exit). ``cluster`` (a running cluster's URL) replaces the Redis."""
     prefix = f"t{uuid.uuid4().hex[:8]}"
     kafka = os.environ.get("TANDEM_TEST_KAFKA_BOOTSTRAP")
-    redis_url = os.environ.get("TANDEM_TEST_REDIS_URL")
+    redis_url = cluster or os.environ.get("TANDEM_TEST_REDIS_URL")
     if containers is not None:
         kafka, redis_url = kafka or containers[0], redis_url or containers[1]
     started: list[Process] = []

@@ -20,11 +20,11 @@ import hmac
 import math
 import time
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 
@@ -33,6 +33,7 @@ from services.scheduler.api.errors import Invalid
 from services.scheduler.api.schemas import CoupleIn
 from services.scheduler.rituals import Couple
 from services.scheduler.store import SchedulerStore
+from shared.redis import ClusterUrl
 from shared.settings import Settings
 
 
@@ -46,15 +47,30 @@ class RateLimits:
 
     @classmethod
     def over(cls, redis: Redis, settings: Settings) -> RateLimits | None:
-        """Limits sharing ``redis``'s connections; None when ``TANDEM_RATE_LIMIT`` is empty."""
+        """Limits kept where ``redis`` keeps everything else; None when ``TANDEM_RATE_LIMIT``
+        is empty."""
         if not settings.rate_limit:
             return None
-        storage = RedisStorage(
-            "async+redis://",
-            implementation="redispy",
-            key_prefix=f"{settings.redis_prefix}:ratelimit",
-            connection_pool=redis.connection_pool,  # type: ignore[arg-type]
-        )
+        prefix = f"{settings.redis_prefix}:ratelimit"
+        cluster = ClusterUrl.parse(settings.redis_url)
+        storage: Storage
+        if cluster is None:  # one Redis: share ``redis``'s connections
+            storage = RedisStorage(
+                "async+redis://",
+                implementation="redispy",
+                key_prefix=prefix,
+                connection_pool=redis.connection_pool,  # type: ignore[arg-type]
+            )
+        else:  # a cluster client has no pool to share: limits makes its own client
+            # Credentials as options, not in the URI: limits does not unquote a URI's.
+            auth: dict[str, Any] = {"username": cluster.username, "password": cluster.password}
+            storage = RedisClusterStorage(
+                f"async+redis+cluster://{cluster.where}",
+                implementation="redispy",
+                key_prefix=prefix,
+                ssl=cluster.tls,
+                **{name: value for name, value in auth.items() if value},
+            )
         return cls(
             MovingWindowRateLimiter(storage),
             parse(settings.rate_limit),
