@@ -11,7 +11,6 @@ refused with :class:`FormError` naming the field, like a bad address or number.
 from __future__ import annotations
 
 import io
-
 import re
 import secrets
 from dataclasses import dataclass
