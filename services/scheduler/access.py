@@ -187,14 +187,20 @@ class Access:
         if invite is None or couple is None:
             raise _refused(found if invite is None else Redeemed.UNKNOWN)
         membership = await self._membership(couple)
-        slot = next(p for p in couple.partners if p.id == invite.partner_id)
-        couple = with_partner(
-            couple, slot, name=me.name, timezone=me.timezone, quiet_hours=me.quiet_hours
+        slot = invite.partner_id
+        _, couple = await self._update(
+            couple,
+            lambda c: with_partner(
+                c,
+                _partner(c, slot),
+                name=me.name,
+                timezone=me.timezone,
+                quiet_hours=me.quiet_hours,
+            ),
         )
-        await self.store.save_couple(couple)
-        membership.joined.append(slot.id)
+        membership.joined.append(slot)
         await self.access.save_membership(membership)
-        return Entry(couple, slot.id, await self._new_token(PartnerGrant(couple.id, slot.id)))
+        return Entry(couple, slot, await self._new_token(PartnerGrant(couple.id, slot)))
 
     async def new_token(self, couple: Couple, partner_id: str) -> str:
         """A new token for the partner; their previous one stops working at once."""
@@ -211,10 +217,30 @@ class Access:
     ) -> Couple:
         """``couple`` with the partner's ``name``, ``timezone`` and/or ``quiet_hours``
         changed (only the keys given), stored; a new zone moves their local rituals."""
-        partner = _partner(couple, partner_id)
-        updated = with_partner(couple, partner, **changes)
-        await self.store.save_couple(updated)
-        if changes.get("timezone", partner.timezone) != partner.timezone:
+        _partner(couple, partner_id)
+        before, updated = await self._update(
+            couple, lambda c: with_partner(c, _partner(c, partner_id), **changes)
+        )
+        if _partner(before, partner_id).timezone != _partner(updated, partner_id).timezone:
+            await planning.reschedule_couple(self.store, updated, now)
+        return updated
+
+    async def update_couple(
+        self, couple: Couple, changes: dict[str, object], now: datetime
+    ) -> Couple:
+        """``couple`` with ``changes`` (``paused``, ``transition_mode``, ``resume_at``...)
+        applied to it as stored, safe against a concurrent change; its rituals re-planned
+        when it was paused, resumed or its pause until a date changed. Whether it may be
+        unpaused is the caller's to check (:meth:`hold`). A pause asked for before the
+        couple is activated is remembered: activation then keeps it paused."""
+        if "paused" in changes:
+            membership = await self.access.membership(couple.id)
+            if membership is not None and not membership.activated:
+                membership.paused_by_choice = bool(changes["paused"])
+                await self.access.save_membership(membership)
+        before, updated = await self._update(couple, lambda c: c.model_copy(update=changes))
+        moved = (before.paused, before.resume_at) != (updated.paused, updated.resume_at)
+        if moved:
             await planning.reschedule_couple(self.store, updated, now)
         return updated
 
@@ -287,7 +313,9 @@ class Access:
         already verified, 422 when the channel refused the message."""
         if record.state is not ChannelState.PENDING:
             raise Refused(409, "this channel is already verified")
-        wait = await self.access.count_send(record.partner_id, self.settings.code_sends_per_hour)
+        wait = await self.access.count_send(
+            PartnerGrant(couple.id, record.partner_id), self.settings.code_sends_per_hour
+        )
         if wait is not None:
             raise Refused(
                 429,
@@ -296,7 +324,7 @@ class Access:
             )
         code = new_code()
         digest = code_digest(self.settings.require_secret_key(), record.id, code)
-        await self.access.put_code(record.id, digest, self.settings.code_ttl_seconds)
+        await self.access.put_code(couple.id, record.id, digest, self.settings.code_ttl_seconds)
         title, body = code_message(code, couple.name)
         result = await self.sender.send(self.access.unseal(record), title=title, body=body)
         if not result.ok:
@@ -316,7 +344,9 @@ class Access:
         if record.state is not ChannelState.PENDING:
             return record
         digest = code_digest(self.settings.require_secret_key(), record.id, code)
-        verdict, left = await self.access.try_code(record.id, digest, self.settings.code_attempts)
+        verdict, left = await self.access.try_code(
+            couple.id, record.id, digest, self.settings.code_attempts
+        )
         if verdict is not Verdict.VERIFIED:
             raise Refused.at(["body", "code"], _CODE_REFUSALS[verdict].format(left=left))
         record = record.model_copy(update={"state": ChannelState.ACTIVE})
@@ -359,10 +389,9 @@ class Access:
         if partner_id not in membership.left:
             membership.left.append(partner_id)
         await self.access.save_membership(membership)
-        paused = couple.model_copy(update={"paused": True})
-        await self.store.save_couple(paused)
+        _, paused = await self._update(couple, lambda c: c.model_copy(update={"paused": True}))
         await planning.reschedule_couple(self.store, paused, now)
-        await self.access.revoke_partner_token(partner_id)
+        await self.access.revoke_partner_token(couple.id, partner_id)
 
     # -- stop links (no login) ---------------------------------------------------------------
     async def stop_target(self, grant: StopGrant) -> tuple[Couple, list[ChannelRecord]]:
@@ -438,12 +467,10 @@ class Access:
         """Make the partner's channels in the couple and in the vault match their records:
         active ones added first (vault, then couple), the rest dropped last (couple, then
         vault), so no nudge ever names a channel the notifier cannot find."""
-        fresh = await self.store.get_couple(couple.id) or couple
         records = [r for r in await self.access.channels(couple.id) if r.partner_id == partner_id]
         put = {r.id: self._vault_url(couple.id, r) for r in records if r.state == "active"}
         await self.access.publish(couple.id, put, [])
-        updated = with_channels(fresh, partner_id, records)
-        await self.store.save_couple(updated)
+        fresh, updated = await self._update(couple, lambda c: with_channels(c, partner_id, records))
         gone = [c.id for c in _partner(fresh, partner_id).channels if c.id not in put]
         gone += [r.id for r in records if r.state != "active"]
         await self.access.publish(couple.id, {}, sorted(set(gone)))
@@ -460,7 +487,8 @@ class Access:
         return with_unsubscribe(url, stop)
 
     async def _activate_if_ready(self, couple: Couple, now: datetime) -> None:
-        """Unpause and schedule a started couple the first time it is ready."""
+        """Unpause and schedule a started couple the first time it is ready -- unless a
+        partner paused it on purpose meanwhile: then only the wait is over."""
         membership = await self.access.membership(couple.id)
         if membership is None or membership.activated:
             return
@@ -468,9 +496,20 @@ class Access:
             return
         membership.activated = True
         await self.access.save_membership(membership)
-        active = couple.model_copy(update={"paused": False})
-        await self.store.save_couple(active)
+        if membership.paused_by_choice:
+            return
+        _, active = await self._update(couple, lambda c: c.model_copy(update={"paused": False}))
         await planning.reschedule_couple(self.store, active, now)
+
+    async def _update(
+        self, couple: Couple, change: Callable[[Couple], Couple]
+    ) -> tuple[Couple, Couple]:
+        """The couple before and after ``change``, applied to it as stored (safe against a
+        concurrent change, see :meth:`SchedulerStore.update_couple`); 404 once it is gone."""
+        found = await self.store.update_couple(couple.id, change)
+        if found is None:
+            raise Refused(404, "couple not found")
+        return found
 
 
 _CODE_REFUSALS = {

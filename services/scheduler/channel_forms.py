@@ -10,6 +10,7 @@ refused with :class:`FormError` naming the field, like a bad address or number.
 
 from __future__ import annotations
 
+import io
 import re
 import secrets
 from dataclasses import dataclass
@@ -89,11 +90,15 @@ def ntfy_subscribe_link(server: str, topic: str) -> str:
 
 
 def ntfy_qr_svg(server: str, topic: str) -> str:
-    """An SVG QR code of :func:`ntfy_subscribe_link`, to scan with the phone (segno)."""
+    """An SVG QR code of :func:`ntfy_subscribe_link`, to scan with the phone (segno): one
+    ``<svg>`` element that works inline in a page and, carrying its namespace, as an image
+    of its own (``svg_inline`` leaves the namespace out, which a browser cannot draw from
+    ``<img src>``)."""
     ntfy_url(server, topic)  # the same topic rule as the channel itself
     qr = segno.make(ntfy_subscribe_link(server, topic), error="m")
-    svg: str = qr.svg_inline(scale=4, title="Subscribe in the ntfy app")
-    return svg
+    out = io.BytesIO()
+    qr.save(out, kind="svg", scale=4, title="Subscribe in the ntfy app", xmldecl=False, nl=False)
+    return out.getvalue().decode()
 
 
 def _fill(template: str | None, placeholder: str, value: str, field: str) -> str:

@@ -68,12 +68,15 @@ class ChannelRecord(_Model):
 
 
 class Membership(_Model):
-    """Who of a started couple's two partners has joined, and whether it was activated."""
+    """Who of a started couple's two partners has joined, whether it was activated, and
+    whether it was paused on purpose before that."""
 
     couple_id: str
     joined: list[str] = Field(default_factory=list)
     left: list[str] = Field(default_factory=list)
     activated: bool = False
+    # A partner paused the couple on purpose before it was activated: activation keeps it.
+    paused_by_choice: bool = False
 
 
 @dataclass(frozen=True)

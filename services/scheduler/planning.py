@@ -48,10 +48,13 @@ def track_ids(couple: Couple, ritual: Ritual) -> list[str]:
 
 
 def plan(couple: Couple, ritual: Ritual, now: datetime) -> Plan:
-    """Each track's first firing strictly after ``now`` (None once the rule has ended)."""
+    """Each track's first firing strictly after ``now`` -- or after the end of the couple's
+    pause until a date (``resume_at``) while that is still to come -- (None once the rule
+    has ended)."""
+    since = max(now, couple.resume_at) if couple.resume_at else now
     out: Plan = {}
     for track in rituals.tracks(couple, ritual):
-        slot = rituals.next_slot(couple, ritual, track, now)
+        slot = rituals.next_slot(couple, ritual, track, since)
         out[track.id] = slot.instant.timestamp() if slot else None
     return out
 

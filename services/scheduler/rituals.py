@@ -62,6 +62,9 @@ class Couple(Model):
     partners: list[Partner] = Field(min_length=2, max_length=2)
     paused: bool = False
     transition_mode: bool = False
+    # Paused until this instant (a vacation), resuming by itself: nothing is planned before
+    # it, whichever path plans (see planning.plan). Past, it no longer matters.
+    resume_at: AwareDatetime | None = None
     created_at: AwareDatetime
 
     def partner(self, partner_id: str) -> Partner | None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from redis.asyncio.client import Pipeline
@@ -239,6 +239,30 @@ class SchedulerStore:
             pipe.set(self._couple(couple.id), couple.model_dump_json())
             self.vault.set_paused(pipe, couple.id, couple.paused)
             await pipe.execute()
+
+    async def update_couple(
+        self, couple_id: str, change: Callable[[Couple], Couple]
+    ) -> tuple[Couple, Couple] | None:
+        """Store ``change`` applied to the couple as stored, safe against a concurrent write
+        of it (WATCH on the couple's key; on a conflict, read again and apply again -- so keep
+        ``change`` pure): (before, after), or None when there is no such couple."""
+        key = self._couple(couple_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if not raw:
+                        return None
+                    before = Couple.model_validate_json(raw)
+                    after = change(before)
+                    pipe.multi()
+                    pipe.set(key, after.model_dump_json())
+                    self.vault.set_paused(pipe, couple_id, after.paused)
+                    await pipe.execute()
+                    return before, after
+                except WatchError:  # changed meanwhile: apply the change to that
+                    continue
 
     async def get_couple(self, couple_id: str) -> Couple | None:
         raw = await self.redis.get(self._couple(couple_id))

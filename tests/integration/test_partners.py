@@ -171,6 +171,32 @@ async def test_start_invite_join_verify_then_scheduled(door, module_inbox) -> No
     assert mine.status_code == 200, mine.text
 
 
+async def test_a_pause_chosen_before_activation_is_kept(door, module_inbox) -> None:
+    """Activation lifts only the wait for the partner and channels: a couple a partner
+    paused on purpose meanwhile stays paused until resumed."""
+    scheduler, api = door
+    sam = await started(api, "kept")
+    couple_id = sam["couple"]["id"]
+    as_sam = bearer(sam["token"])
+    ritual = await api.post(
+        f"/v1/couples/{couple_id}/rituals", json={"kind": "evening_checkin"}, headers=as_sam
+    )
+    paused = await api.patch(f"/v1/couples/{couple_id}", json={"paused": True}, headers=as_sam)
+    assert paused.status_code == 200, paused.text
+    alex = await joined(api, sam["invite"]["token"])
+    for entry, topic in ((sam, "sam-kept"), (alex, "alex-kept")):
+        channel = await add_channel(api, entry, {"type": "ntfy", "topic": topic})
+        done = await verify(api, entry, channel["id"], await code_for(module_inbox, topic))
+        assert done.is_success, done.text
+    couple = (await api.get(f"/v1/couples/{couple_id}", headers=as_sam)).json()
+    assert couple["status"] == "active" and couple["paused"]
+    track = [ritual.json()["id"]]
+    assert await scheduler.store.due_of(track) == [None]
+    resumed = await api.patch(f"/v1/couples/{couple_id}", json={"paused": False}, headers=as_sam)
+    assert resumed.status_code == 200 and not resumed.json()["paused"], resumed.text
+    assert await scheduler.store.due_of(track) != [None]
+
+
 async def test_used_and_expired_invites_are_refused(door) -> None:
     scheduler, api = door
     sam = await started(api, "invites")

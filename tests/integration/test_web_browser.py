@@ -58,12 +58,11 @@ class Run:
     out: Path
     pages: dict[str, Any] = field(default_factory=dict)
 
-    def shot(self, page: Any, name: str, *, web_app: bool = True) -> None:
+    def shot(self, page: Any, name: str) -> None:
         """A full-page screenshot named ``name``, kept as a test artefact -- of a page that
-        labels every field and (``web_app``: one of the /app pages) fits the phone's width."""
+        labels every field and fits the phone's width."""
         assert page.evaluate(_UNLABELLED) == [], name
-        if web_app:
-            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], name
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], name
         path = self.out / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
         self.shots.append(path)
@@ -156,6 +155,13 @@ def test_a_couple_from_nothing_to_a_nudge_on_both_phones(run: Run) -> None:
     # Each adds a channel with a helper form and enters the code the inbox received.
     sam.goto(f"{stack.api_url}/app/channels")
     sam.get_by_label(re.compile("^Topic on")).fill(SAM_TOPIC)
+    # The QR code (drawn by the server, loaded under the page's CSP) and the subscribe
+    # link follow the edited topic.
+    qr = sam.locator("#ntfy-qr img")
+    qr.wait_for()
+    assert f"topic={SAM_TOPIC}" in str(qr.get_attribute("src"))
+    sam.wait_for_function("() => document.querySelector('#ntfy-qr img').naturalWidth > 0")
+    assert f"/{SAM_TOPIC}" in str(sam.locator("#ntfy-subscribe").get_attribute("href"))
     sam.get_by_role("button", name="Use this topic").click()
     _verify(run, sam, SAM_TOPIC, 0)
     alex.get_by_label("My e-mail address").fill(ALEX_EMAIL)
@@ -203,7 +209,7 @@ def test_a_couple_from_nothing_to_a_nudge_on_both_phones(run: Run) -> None:
 def test_a_stop_link_stops_that_channel(run: Run) -> None:
     stack, alex = run.stack, run.pages["alex"]
     alex.goto(_link(run.pages["alex_nudge"], "stop"))
-    run.shot(alex, "9-stop-link", web_app=False)  # the API's own page (api/stop.py)
+    run.shot(alex, "9-stop-link")  # the API's own page (api/stop.py)
     alex.get_by_role("button", name=re.compile("^Pause")).first.click()
     alex.goto(f"{stack.api_url}/app/channels")
     card = alex.locator('[data-state="paused"]')

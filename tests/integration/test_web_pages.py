@@ -34,6 +34,7 @@ from shared.vault import Vault
 from tandem.dev import inbox_gateways
 from tandem.inbox import Inbox
 from tests.support.infra import Infra
+from tests.support.scheduler import ADMIN
 
 HOST = "http://web.test"
 
@@ -248,6 +249,8 @@ async def test_pausing_until_a_date_resumes_by_itself(site: Site) -> None:
         local = datetime.fromisoformat(first["wall_time"])
         assert local.date() == day and local.hour == 21  # nothing before the date, then on
 
+        await _planned_from_the_break(site, couple_id)
+
         past = await _form(b, f"{PREFIX}/rhythm", f"{PREFIX}/rhythm/pause", until="2001-01-01")
         page = await b.get(past.headers["location"])
         assert "Pick a day after today: the rituals resume on that morning." in _notices(page.text)
@@ -255,6 +258,40 @@ async def test_pausing_until_a_date_resumes_by_itself(site: Site) -> None:
         await _form(a, f"{PREFIX}/rhythm", f"{PREFIX}/rhythm/resume")
         [again] = await planning.upcoming(site.store, couple, ritual, 1)
         assert datetime.fromisoformat(again["wall_time"]).date() < day
+
+
+async def _planned_from_the_break(site: Site, couple_id: str) -> None:
+    """The break is the couple's: every other path plans from its end too -- a ritual
+    changed or added through the JSON API, a partner's new zone, a pause and resume over
+    PATCH -- and each ritual's first firing is on the resume day (automatic resume)."""
+    async with site.client() as api:
+        [ritual] = await site.store.list_rituals(couple_id)
+        daily = {"schedule": {"rrule": "FREQ=DAILY;BYHOUR=20;BYMINUTE=0"}}
+        changed = await api.patch(f"/v1/rituals/{ritual.id}", json=daily, headers=ADMIN)
+        assert changed.status_code == 200, changed.text
+        added = await api.post(
+            f"/v1/couples/{couple_id}/rituals", json={"kind": "evening_checkin"}, headers=ADMIN
+        )
+        assert added.status_code == 201, added.text
+        couple = await site.store.get_couple(couple_id)
+        assert couple is not None and couple.resume_at is not None
+        moved = await api.patch(
+            f"/v1/couples/{couple_id}/partners/{couple.partners[1].id}",
+            json={"timezone": "Asia/Tokyo"},
+            headers=ADMIN,
+        )
+        assert moved.status_code == 200, moved.text
+        for paused in (True, False):
+            toggled = await api.patch(
+                f"/v1/couples/{couple_id}", json={"paused": paused}, headers=ADMIN
+            )
+            assert toggled.status_code == 200, toggled.text
+    couple = await site.store.get_couple(couple_id)
+    assert couple is not None and couple.resume_at is not None
+    for each in await site.store.list_rituals(couple_id):
+        dues = await site.store.due_of(planning.track_ids(couple, each))
+        resume = couple.resume_at.timestamp()
+        assert all(d is not None and resume < d < resume + 86400 for d in dues), (dues, resume)
 
 
 async def test_transition_mode_goals_and_each_partners_own_calendar(site: Site) -> None:

@@ -153,10 +153,9 @@ async def patch_couple(
     held = await door.hold(couple.id) if body.paused is False else None
     if held:  # a started couple waits for both partners' verified channels (issue #13)
         raise HTTPException(409, held)
-    updated = couple.model_copy(update=body.model_dump(exclude_unset=True, exclude_none=True))
-    await store.save_couple(updated)
-    if couple.paused != updated.paused:
-        await planning.reschedule_couple(store, updated, now)
+    # Applied to the couple as stored, safe against a concurrent change (issue #13).
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    updated = await door.update_couple(couple, changes, now)
     return updated.model_dump(mode="json")
 
 

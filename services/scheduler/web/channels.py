@@ -41,6 +41,8 @@ def shown(redacted: str) -> str:
 # The form field each helper form's value is in (what a refusal names).
 FIELDS = {"ntfy": "topic", "email": "address", "sms": "number", "signal": "number", "url": "url"}
 LABELS = {"pending": "waiting for its code", "active": "verified", "paused": "paused"}
+# The API's QR route (api/verification.py), on this origin as the page's CSP wants.
+QR_PATH = "/v1/channel-forms/ntfy-qr.svg"
 
 
 def offered(settings: Settings) -> dict[str, bool]:
@@ -70,6 +72,9 @@ async def channels_page(
         "topic": topic,
         "qr": Markup(ntfy_qr_svg(settings.ntfy_server, topic)),  # segno's own SVG markup
         "subscribe": ntfy_subscribe_link(settings.ntfy_server, topic),
+        # For ntfy-qr.js, which redraws both as the topic is edited.
+        "qr_src": QR_PATH,
+        "subscribe_template": ntfy_subscribe_link(settings.ntfy_server, "__topic__"),
         "ntfy_server": settings.ntfy_server,
         "hold": await door.hold(me.couple.id),
         "zones": zone_names(),

@@ -75,7 +75,7 @@ async def rhythm_page(
         "upcoming": upcoming,
         "history": views.history_rows(couple, recent, me.partner.timezone),
         "weeks": HISTORY_WEEKS,
-        "resume": await vacation.resume_at(store, couple, now),
+        "resume": vacation.resume_at(couple, now),
         "hold": await door.hold(couple.id),
         "goals": newest_first(await store.goals(couple.id)),
         "calendar": feed_url(settings.api_url, secret_key, couple.id, generation, me.partner.id),
@@ -90,10 +90,10 @@ async def rhythm_page(
 
 @router.post("/rhythm/transition", name="set_transition")
 async def set_transition(
-    request: Request, me: SignedIn, store: Store, on: Annotated[bool, Form()]
+    request: Request, me: SignedIn, door: Door, now: Now, on: Annotated[bool, Form()]
 ) -> RedirectResponse:
     """Transition mode: "life is busy, keep it to two minutes" (short nudges)."""
-    await store.save_couple(me.couple.model_copy(update={"transition_mode": on}))
+    await door.update_couple(me.couple, {"transition_mode": on}, now)
     said = "Transition mode is on: nudges stay short." if on else "Transition mode is off."
     return to(request, "rhythm_page", notice=said)
 
@@ -102,37 +102,32 @@ async def set_transition(
 async def pause(
     request: Request,
     me: SignedIn,
-    store: Store,
+    door: Door,
     now: Now,
     until: Annotated[str, Form()] = "",
 ) -> RedirectResponse:
     """Pause until a date (resuming by itself that morning) or, with no date, until resumed."""
     if not until:
-        paused = me.couple.model_copy(update={"paused": True})
-        await store.save_couple(paused)
-        await planning.reschedule_couple(store, paused, now)
+        await door.update_couple(me.couple, {"paused": True}, now)
         return to(request, "rhythm_page", notice="Paused until you resume.")
     try:
         day = date.fromisoformat(until)
-        await vacation.pause_until(store, me.couple, day, now)
+        at = vacation.until(me.couple, day, now)
     except ValueError as exc:
         said = str(exc) if "Pick" in str(exc) else "Give the date as YYYY-MM-DD."
         return to(request, "rhythm_page", notice=said, error=True)
+    await door.update_couple(me.couple, {"resume_at": at}, now)
     return to(request, "rhythm_page", notice=f"Paused until {day:%a %-d %b}; we resume then.")
 
 
 @router.post("/rhythm/resume", name="resume")
-async def resume(
-    request: Request, me: SignedIn, store: Store, door: Door, now: Now
-) -> RedirectResponse:
+async def resume(request: Request, me: SignedIn, door: Door, now: Now) -> RedirectResponse:
     """End any pause now: every ritual fires next from now (nothing skipped is sent) --
     unless the couple is still waiting for a partner or a verified channel."""
     hold = await door.hold(me.couple.id)
     if hold:
         return to(request, "rhythm_page", notice=sentence(hold), error=True)
-    active = me.couple.model_copy(update={"paused": False})
-    await store.save_couple(active)
-    await vacation.resume_now(store, active, now)
+    await door.update_couple(me.couple, {"paused": False, "resume_at": None}, now)
     return to(request, "rhythm_page", notice="Resumed.")
 
 

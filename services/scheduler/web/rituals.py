@@ -22,7 +22,7 @@ from services.scheduler.api.schemas import RitualIn
 from services.scheduler.keeping import Keeping
 from services.scheduler.rituals import Ritual, ScheduleSpec
 from services.scheduler.store import SchedulerStore
-from services.scheduler.web import schedule_form, vacation, views
+from services.scheduler.web import schedule_form, views
 from services.scheduler.web.catalogue import BY_KEY, CARDS
 from services.scheduler.web.render import page, sentence, to
 from services.scheduler.web.session import GUARDS, Me, SignedIn
@@ -123,8 +123,9 @@ async def add_ritual(
         ritual = await build_ritual(me.couple, body, now)
     except (schedule_form.FormError, ValidationError, Invalid, HTTPException) as exc:
         return to(request, "rituals_page", notice=_problem(exc), error=True)
-    resume = await vacation.resume_at(store, me.couple, now)
-    await store.save_ritual(ritual, vacation.plan(me.couple, ritual, now, resume))
+    await store.save_ritual(
+        ritual, {} if me.couple.paused else planning.plan(me.couple, ritual, now)
+    )
     return to(request, "rituals_page", notice=f"Added “{ritual.title}”.")
 
 
@@ -174,8 +175,8 @@ async def edit_ritual(
     except (schedule_form.FormError, Invalid, HTTPException) as exc:
         return to(request, "rituals_page", notice=_problem(exc), error=True)
     gone = set(planning.track_ids(me.couple, ritual)) - set(planning.track_ids(me.couple, updated))
-    resume = await vacation.resume_at(store, me.couple, now)
-    await store.save_ritual(updated, vacation.plan(me.couple, updated, now, resume), sorted(gone))
+    plan = {} if me.couple.paused else planning.plan(me.couple, updated, now)
+    await store.save_ritual(updated, plan, sorted(gone))
     return to(request, "rituals_page", notice=f"Saved “{updated.title}”.")
 
 
