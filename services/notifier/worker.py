@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,8 +141,12 @@ def build(settings: Settings) -> Notifier:
     consumer = service.subscriber(NUDGE_READY, group_id=GROUP_ID)
     publishers[dlq(NUDGE_READY)] = service.publisher(dlq(NUDGE_READY))
 
-    async def publish(event: BaseModel, topic: str, key: str) -> None:
-        await publishers[topic].publish(event, key=key.encode())
+    async def publish(event: BaseModel, topic: str, key: str) -> Awaitable[object]:
+        # no_confirm: into the producer's batch now, the broker's ack as a future.
+        ack: Awaitable[object] = await publishers[topic].publish(
+            event, key=key.encode(), no_confirm=True
+        )
+        return ack
 
     delivery = Delivery(settings, store, vault, channels, publish)
 
@@ -152,6 +157,12 @@ def build(settings: Settings) -> Notifier:
         raw: Any = message.raw_message
         await delivery.handle(nudge, partition=raw.partition, offset=raw.offset)
 
+    async def adopt_legacy_queue() -> None:
+        moved = await store.adopt_legacy_queue()
+        if moved:
+            log.info("moved %d delayed jobs from the pre-cluster delay queue", moved)
+
+    service.on_startup(adopt_legacy_queue)
     notifier = Notifier(service, store, delivery, consumer)
     service.loop(notifier.drain, grace=channels.send_timeout + 5)
     return notifier
