@@ -26,9 +26,12 @@ import ssl
 import traceback
 import weakref
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Any
+from typing import Any, TypeVar
 
+from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faststream import AckPolicy, BaseMiddleware
@@ -44,6 +47,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from shared import events, topics
 from shared.backoff import pause
 from shared.events import SCHEMA_VERSION, DeadLetter
+from shared.lanes import run_lanes
 from shared.ops import broker_middlewares
 from shared.redaction import mask
 from shared.settings import Settings
@@ -315,113 +319,143 @@ class ConsumerPolicy:
         """FastStream's middleware factory: one :class:`_Policy` per record."""
         return _Policy(msg, context=context, policy=self)
 
+    def decode_record(self, record: ConsumerRecord[Any, Any]) -> BaseModel:
+        """A raw record as its topic's model, or :class:`Undecodable` (as :meth:`decode`)."""
+        model = CONTRACTS[record.topic]
+        try:
+            return model.model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            reason = diagnose(record.value or b"", self.service)
+            if reason is None:
+                reason = f"{model.__name__} invalid: {exc.errors(include_url=False)}"
+            raise Undecodable(reason) from exc
+
     async def handle(self, call_next: Any, message: KafkaMessage, handler: Any) -> Any:
-        """Run the handler on ``message`` under the policy (see the class docstring)."""
+        """Run the handler on ``message`` under the policy (see the class docstring):
+        what returns is committed, what raises is redelivered after a pause."""
         raw: Any = message.raw_message
-        record = (raw.topic, raw.partition, raw.offset)
         try:
             result = await call_next(message)
-        except Poison as exc:
-            reason = "undecodable" if isinstance(exc, Undecodable) else "rejected"
-            await self._settle(message, handler, record, reason=str(exc), kind=reason)
-            return None
         except IgnoredException:
             raise  # FastStream's own flow control (AckMessage, SkipMessage...): not a failure
         except Exception as exc:
-            if is_transient(exc):
-                await self._back_off(handler, "transient failure (%s); redelivering in %.1fs", exc)
+            verdict = self._judge(raw, exc)
+            if isinstance(verdict, _Retry):
+                failures = self._failures[handler] = self._failures.get(handler, 0) + 1
+                await asyncio.sleep(self._delay(verdict, exc, failures))
                 raise
-            attempt = self._attempts[record] = self._attempts.get(record, 0) + 1
-            self._attempts.move_to_end(record)
-            while len(self._attempts) > _TRACKED:
-                self._attempts.popitem(last=False)
-            if attempt < self.max_attempts:
-                await self._back_off(
-                    handler,
-                    f"handler failed (attempt {attempt} of {self.max_attempts}, "
-                    f"{raw.topic}/{raw.partition}@{raw.offset}): %s; redelivering in %.1fs",
-                    exc,
-                )
+            try:
+                await self.dead_letter(raw, verdict)
+            except Exception as failed:
+                failures = self._failures[handler] = self._failures.get(handler, 0) + 1
+                await asyncio.sleep(self._delay(_UNLETTERED, failed, failures))
                 raise
-            reason = f"handler raised {attempt} times: {describe(exc)}"
-            await self._settle(
-                message,
-                handler,
-                record,
-                reason=reason,
-                kind="handler_error",
-                errors=traceback_tail(exc),
-            )
-            return None
-        self._attempts.pop(record, None)
+            result = None
+        self._forget(raw)
         self._failures.pop(handler, None)
         return result
 
-    async def _settle(
+    async def attempt(
         self,
-        message: KafkaMessage,
-        handler: Any,
-        record: tuple[str, int, int],
-        *,
-        reason: str,
-        kind: str,
-        errors: list[str] | None = None,
-    ) -> None:
-        """Dead-letter ``message`` and forget its attempts, so its offset commits. If the
-        letter cannot be published (the broker is down) the record is redelivered after
-        a pause, as a transient failure, and dead-lettered on the next try."""
+        record: ConsumerRecord[Any, Any],
+        run: Callable[[BaseModel], Awaitable[Any]],
+        failures: int,
+    ) -> float | None:
+        """One try of a keyed consumer (:class:`KeyedSubscriber`) at ``record``: decode it and
+        ``run`` the handler on the event. ``None`` once the record is settled (handled, or
+        dead-lettered), else the pause before the next try; ``failures`` is how many
+        tries of this record failed in a row so far (the pause grows with it)."""
         try:
-            await self.dead_letter(message, reason=reason, kind=kind, errors=errors)
+            await run(self.decode_record(record))
         except Exception as exc:
-            await self._back_off(
-                handler, "dead letter not published (%s); redelivering in %.1fs", exc
+            verdict = self._judge(record, exc)
+            if isinstance(verdict, _Retry):
+                return self._delay(verdict, exc, failures + 1)
+            try:
+                await self.dead_letter(record, verdict)
+            except Exception as failed:
+                return self._delay(_UNLETTERED, failed, failures + 1)
+        self._forget(record)
+        return None
+
+    def _forget(self, raw: Any) -> None:
+        """The record is settled: its attempts need no counting any more."""
+        self._attempts.pop((raw.topic, raw.partition, raw.offset), None)
+
+    def _judge(self, raw: Any, exc: Exception) -> _Retry | _Letter:
+        """What the policy does about ``exc`` raised for ``raw``: try again, or dead-letter.
+        Counts the attempts of a record whose handler raised something not transient."""
+        record = (raw.topic, raw.partition, raw.offset)
+        if isinstance(exc, Poison):
+            kind = "undecodable" if isinstance(exc, Undecodable) else "rejected"
+            return _Letter(kind, str(exc))
+        if is_transient(exc):
+            return _Retry("transient failure (%s); redelivering in %.1fs")
+        attempt = self._attempts[record] = self._attempts.get(record, 0) + 1
+        self._attempts.move_to_end(record)
+        while len(self._attempts) > _TRACKED:
+            self._attempts.popitem(last=False)
+        if attempt < self.max_attempts:
+            return _Retry(
+                f"handler failed (attempt {attempt} of {self.max_attempts}, "
+                f"{raw.topic}/{raw.partition}@{raw.offset}): %s; redelivering in %.1fs"
             )
-            raise
-        self._attempts.pop(record, None)
-        self._failures.pop(handler, None)
+        reason = f"handler raised {attempt} times: {describe(exc)}"
+        return _Letter("handler_error", reason, traceback_tail(exc))
 
-    async def _back_off(self, handler: Any, message: str, exc: BaseException) -> None:
-        """Log ``exc`` and pause before it is re-raised: longer the more this subscriber
-        failed in a row, so neither an outage nor a failing record spins the consumer."""
-        failures = self._failures[handler] = self._failures.get(handler, 0) + 1
+    def _delay(self, retry: _Retry, exc: BaseException, failures: int) -> float:
+        """Log ``exc`` and say how long to pause before the next try: longer the more
+        tries failed in a row, so neither an outage nor a failing record spins a consumer."""
         delay = pause(failures, cap=self.max_pause)
-        log.warning(message, describe(exc), delay, exc_info=exc)
-        await asyncio.sleep(delay)
+        log.warning(retry.note, describe(exc), delay, exc_info=exc)
+        return delay
 
-    async def dead_letter(
-        self,
-        message: KafkaMessage,
-        *,
-        reason: str,
-        kind: str = "rejected",
-        errors: list[str] | None = None,
-    ) -> None:
-        """Publish ``message`` to its topic's dead-letter topic, with the reason (and, for
-        a handler that kept raising, where it raised: ``errors``); ``kind`` is the
-        metric's ``reason`` label."""
-        raw: Any = message.raw_message
+    async def dead_letter(self, raw: ConsumerRecord[Any, Any], letter: _Letter) -> None:
+        """Publish the raw record ``raw`` to its topic's dead-letter topic, with the
+        reason (and, for a handler that kept raising, where it raised); the letter's
+        ``kind`` is the metric's ``reason`` label. Raises if the broker did not take it."""
         key = raw.key.decode() if isinstance(raw.key, bytes) else raw.key
-        letter = DeadLetter(
+        body = raw.value if isinstance(raw.value, bytes) else b""
+        dead = DeadLetter(
             source_topic=raw.topic,
             partition=raw.partition,
             offset=raw.offset,
             key=key,
-            payload=message.body.decode(errors="replace"),
-            reason=reason,
+            payload=body.decode(errors="replace"),
+            reason=letter.reason,
             service=self.service,
-            errors=errors or [],
+            errors=list(letter.errors),
         )
-        await self.dead_letters[raw.topic].publish(letter, key=raw.key)
-        DEAD_LETTERS.labels(dlq(raw.topic), self.service, kind).inc()
+        await self.dead_letters[raw.topic].publish(dead, key=raw.key)
+        DEAD_LETTERS.labels(dlq(raw.topic), self.service, letter.kind).inc()
         log.log(
-            logging.ERROR if kind == "handler_error" else logging.WARNING,
+            logging.ERROR if letter.kind == "handler_error" else logging.WARNING,
             "dead-lettered record %s/%s@%s: %s",
             raw.topic,
             raw.partition,
             raw.offset,
-            reason,
-            extra={"topic": raw.topic, "offset": raw.offset, "reason": reason},
+            letter.reason,
+            extra={"topic": raw.topic, "offset": raw.offset, "reason": letter.reason},
         )
+
+
+@dataclass(frozen=True)
+class _Retry:
+    """Try the record again after a pause; ``note`` is the log line (exception, pause)."""
+
+    note: str
+
+
+@dataclass(frozen=True)
+class _Letter:
+    """Dead-letter the record: the metric's ``kind``, the plain reason, where it raised."""
+
+    kind: str
+    reason: str
+    errors: tuple[str, ...] | list[str] = ()
+
+
+_UNLETTERED = _Retry("dead letter not published (%s); redelivering in %.1fs")
 
 
 class _Policy(BaseMiddleware):
@@ -430,6 +464,9 @@ class _Policy(BaseMiddleware):
         self.policy = policy
 
     async def consume_scope(self, call_next: Any, msg: Any) -> Any:
+        if isinstance(msg.raw_message, tuple | list):  # (a list from TestKafkaBroker)
+            # A keyed consumer's batch: the policy applies to each of its records, there.
+            return await call_next(msg)
         # The failure count is per subscriber, as redeliveries are.
         handler = self.context.get_local("handler_") or msg.raw_message.topic
         return await self.policy.handle(call_next, msg, handler)
@@ -449,3 +486,153 @@ def subscriber(broker: KafkaBroker, policy: ConsumerPolicy, *topics: str, group_
         auto_offset_reset="earliest",
         decoder=policy.decode,
     )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Record:
+    """What a keyed handler is given beside its event: where the record came from, and
+    :meth:`publish` for what the handler produces."""
+
+    __slots__ = ("_sends", "key", "offset", "partition", "topic")
+
+    def __init__(self, raw: ConsumerRecord[Any, Any], sends: list[asyncio.Future[Any]]) -> None:
+        self.topic: str = raw.topic
+        self.partition: int = raw.partition
+        self.offset: int = raw.offset
+        self.key: str | None = raw.key.decode() if isinstance(raw.key, bytes) else raw.key
+        self._sends = sends
+
+    async def publish(self, publisher: Any, event: BaseModel, *, key: str) -> None:
+        """Hand ``event``, keyed ``key``, to the producer through ``publisher`` (one of
+        :func:`publisher`) without waiting for the broker's acknowledgement: the batch
+        awaits every acknowledgement together, and commits only once all arrived. Events
+        with one key reach the broker in the order they were published."""
+        ack = await publisher.publish(event, key=key.encode(), no_confirm=True)
+        if ack is not None:  # FastStream's TestKafkaBroker delivers at once, returns None
+            self._sends.append(ack)
+
+
+KeyedHandler = Callable[[M, Record], Awaitable[None]]
+
+
+async def _undecoded(message: Any) -> None:
+    """A keyed consumer's decoder: none for the batch; each record is decoded on its own
+    (:meth:`ConsumerPolicy.decode_record`), so one bad record cannot fail the others."""
+    return None
+
+
+class KeyedSubscriber:
+    """Tandem's consumer: records of different keys (couples) handled concurrently, each
+    key's records in order, offsets committed per batch, :class:`ConsumerPolicy` per record.
+
+    How a service registers a handler (``Service.keyed_subscriber`` builds this with the
+    service's settings)::
+
+        ready = service.publisher(topics.NUDGE_READY)
+
+        @service.keyed_subscriber(topics.RITUAL_DUE, group_id="content")
+        async def on_ritual_due(due: RitualDue, record: Record) -> None:
+            nudge = ...                      # raise Poison for a record no retry can fix
+            await record.publish(ready, nudge, key=due.couple_id)
+
+    The handler gets the record decoded into its topic's model (:data:`CONTRACTS`) and its
+    :class:`Record`; it publishes through :meth:`Record.publish` (no per-record wait for
+    the broker). It may run concurrently with itself for other keys, never for one key.
+
+    Promises, per batch (FastStream's batch subscriber: aiokafka ``getmany``, at most
+    ``max_records``, handed over as soon as any record is there -- a lone record is not
+    held back to fill a batch; ``batch_timeout_ms`` is only how long an idle poll waits):
+
+    * the records are split by Kafka key into lanes (:func:`shared.lanes.run_lanes`): a
+      key's records one after another in offset order, at most ``concurrency`` handler
+      calls at once;
+    * each record is settled under :meth:`ConsumerPolicy.attempt`: handled, or
+      dead-lettered (undecodable, :class:`Poison`, or still failing after
+      ``max_attempts`` tries), or retried in place after a pause -- a transient failure
+      without limit -- holding back its own key only;
+    * the offsets are committed only once every record is settled and every output the
+      handlers published is acknowledged; if an acknowledgement fails, the handled
+      records are handled again (in order, after a pause) until their outputs are taken.
+      A crash before the commit redelivers the whole batch: at-least-once, per record.
+    """
+
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        policy: ConsumerPolicy,
+        topic: str,
+        *,
+        group_id: str,
+        concurrency: int = 64,
+        max_records: int = 500,
+        batch_timeout_ms: int = 20,
+    ) -> None:
+        policy.declare(broker, topic)
+        self.policy = policy
+        self.concurrency = concurrency
+        self.subscriber: Any = broker.subscriber(
+            topic,
+            group_id=group_id,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            auto_offset_reset="earliest",
+            batch=True,
+            max_records=max_records,
+            batch_timeout_ms=batch_timeout_ms,
+            decoder=_undecoded,
+        )
+
+    def __call__(self, handler: KeyedHandler[M]) -> KeyedHandler[M]:
+        """Register ``handler`` (see the class docstring); returns it unchanged."""
+
+        async def consume(message: KafkaMessage) -> None:
+            await self.settle(message.raw_message, handler)  # type: ignore[arg-type]
+
+        consume.__name__ = handler.__name__
+        consume.__doc__ = handler.__doc__
+        self.subscriber(consume)
+        return handler
+
+    async def settle(
+        self, records: Sequence[ConsumerRecord[Any, Any]], handler: KeyedHandler[Any]
+    ) -> None:
+        """Return once every record of the batch is settled and every output acknowledged
+        (the class docstring's promises); the caller then commits."""
+        pending = list(records)
+        failures = 0
+        while pending:
+            handled, unacked = await self._round(pending, handler)
+            if unacked is None:
+                return
+            failures += 1
+            await asyncio.sleep(self.policy._delay(_UNACKED, unacked, failures))
+            pending = [raw for raw in pending if id(raw) in handled]
+
+    async def _round(
+        self, records: list[ConsumerRecord[Any, Any]], handler: KeyedHandler[Any]
+    ) -> tuple[set[int], BaseException | None]:
+        """Settle ``records`` in lanes, then await their outputs' acknowledgements together.
+        Returns the ids of the records the handler handled (not dead-lettered) and the
+        first failed acknowledgement, if any."""
+        sends: list[asyncio.Future[Any]] = []
+        handled: set[int] = set()
+
+        async def attempt(raw: ConsumerRecord[Any, Any], failed: int) -> float | None:
+            async def run(event: BaseModel) -> None:
+                await handler(event, Record(raw, sends))
+                handled.add(id(raw))
+
+            return await self.policy.attempt(raw, run, failed)
+
+        await run_lanes(records, _key, attempt, concurrency=self.concurrency)
+        acks = await asyncio.gather(*sends, return_exceptions=True)
+        return handled, next((a for a in acks if isinstance(a, BaseException)), None)
+
+
+def _key(raw: ConsumerRecord[Any, Any]) -> Any:
+    """A record's lane: its Kafka key (the couple id); keyless records share one lane."""
+    return raw.key
+
+
+_UNACKED = _Retry("an output was not acknowledged (%s); handling the batch again in %.1fs")
