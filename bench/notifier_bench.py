@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
 import statistics
@@ -64,10 +65,12 @@ async def child(config: dict[str, Any]) -> dict[str, Any]:
     ]
     for c in couples:
         await store_couple(settings, c)
+    # The whole burst is on the topic before the notifier starts, as in a herd: what is
+    # timed is the notifier draining it (from its partitions being assigned to the last
+    # receipt), not the publisher.
+    await publish_nudges(settings, *(make_nudge(couples[i % m]) for i in range(n)))
     async with watching(settings) as out, running_notifier(settings):
-        nudges = [make_nudge(couples[i % m]) for i in range(n)]
         start = time.perf_counter()
-        await publish_nudges(settings, *nudges)
         await out.wait_for(lambda o: len(o.delivered) >= 2 * n, within=900)
         elapsed = time.perf_counter() - start
     latencies = [d.latency_ms for d in out.delivered]
@@ -79,6 +82,7 @@ async def child(config: dict[str, Any]) -> dict[str, Any]:
         "deliveries": len(out.delivered),
         "seconds": round(elapsed, 3),
         "deliveries_per_s": round(2 * n / elapsed, 1),
+        # from each nudge's scheduled_for (its creation, before the publish and the start)
         "lateness_p50_ms": round(pct(latencies, 50), 1),
         "lateness_p99_ms": round(pct(latencies, 99), 1),
         "partner_skew_p50_ms": round(pct(skews, 50), 3),
@@ -88,7 +92,7 @@ async def child(config: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the parent: infrastructure, one child per revision, the comparison ----------------------
-def run_revision(code: Path, nudges: int, couples: int) -> dict[str, Any]:
+def run_revision(code: Path, nudges: int, couples: int, profile: Path | None) -> dict[str, Any]:
     """Benchmark the notifier of the checkout ``code`` on fresh infrastructure."""
     from shared.secrets import SecretBox
     from tandem.embedded import start_broker, start_redis
@@ -97,6 +101,7 @@ def run_revision(code: Path, nudges: int, couples: int) -> dict[str, Any]:
     broker, redis, sink = start_broker(), start_redis(), HttpSink().start()
     try:
         config = {
+            "profile": str(profile / f"notifier-{code.name}.prof") if profile else None,
             "nudges": nudges,
             "couples": couples,
             "sink": f"127.0.0.1:{sink.port}",
@@ -118,8 +123,10 @@ def run_revision(code: Path, nudges: int, couples: int) -> dict[str, Any]:
             text=True,
             timeout=1800,
         )
+        log = Path(os.environ.get("TMPDIR", "/tmp")) / f"notifier-bench-{code.name}.log"
+        log.write_text(done.stderr)  # the notifier's own log lines, for a look afterwards
         if done.returncode:
-            raise RuntimeError(f"benchmark of {code} failed:\n{done.stderr[-3000:]}")
+            raise RuntimeError(f"benchmark of {code} failed (log: {log}):\n{done.stderr[-3000:]}")
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         return {**result, **{f"sink_{k}": v for k, v in sink.stats().items()}}
     finally:
@@ -140,15 +147,26 @@ def main() -> None:
     parser.add_argument("--nudges", type=int, default=1000, help="nudges (2 deliveries each)")
     parser.add_argument("--couples", type=int, default=200)
     parser.add_argument("--baseline", type=Path, help="a checkout to compare with, run first")
+    parser.add_argument(
+        "--profile", type=Path, help="write each child's cProfile stats into this directory"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(asyncio.run(child(json.loads(args.child)))))
+        config = json.loads(args.child)
+        profile = cProfile.Profile() if config.get("profile") else None
+        if profile is not None:
+            profile.enable()
+        result = asyncio.run(child(config))
+        if profile is not None:
+            profile.disable()
+            profile.dump_stats(config["profile"])
+        print(json.dumps(result))
         return
     runs: dict[str, dict[str, Any]] = {}
     for name, code in (("baseline", args.baseline), ("this", ROOT)):
         if code is not None:
-            runs[name] = run_revision(code.resolve(), args.nudges, args.couples)
+            runs[name] = run_revision(code.resolve(), args.nudges, args.couples, args.profile)
             print(f"{name:9s} {revision(code)}: {json.dumps(runs[name])}", flush=True)
     if "baseline" in runs:
         keys = [k for k in runs["this"] if k in runs["baseline"]]

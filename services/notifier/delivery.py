@@ -82,6 +82,13 @@ _PENDING: ContextVar[list[Awaitable[object]] | None] = ContextVar("notifier_pend
 
 SERVICE = "notifier"
 
+# Deliveries (Kafka records and delay-queue jobs together) in progress at once, per
+# process. Each holds at most two Redis connections at a time (its partners side by
+# side), so this keeps the notifier well inside its Redis pool (redis-py's default of 100
+# connections, beyond which a command fails instead of waiting); the sends themselves
+# are bounded further, per provider host and overall, in channels.py.
+MAX_RUNS = 32
+
 
 @dataclass
 class _Ready:
@@ -107,6 +114,7 @@ class Delivery:
     publish: Publish
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     rng: random.Random = field(default_factory=random.Random)
+    runs: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_RUNS))
 
     # -- entry points ------------------------------------------------------------------
     async def handle(self, nudge: NudgeReady, *, partition: int | None, offset: int | None) -> None:
@@ -126,7 +134,7 @@ class Delivery:
         """Carry ``job`` one step: send what is due, (re)schedule what is not. When
         ``claimed`` (from the delay queue) the job is acked or rescheduled in place.
         Returns once every event it published is acknowledged by the broker."""
-        async with self._receipts_sent():
+        async with self.runs, self._receipts_sent():
             done = await self._run(job, claimed)
         # Only on a clean finish, receipts included: if anything raised, a claimed job
         # stays claimed and comes due again when its lease ends (and a Kafka record is

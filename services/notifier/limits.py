@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable
 
 PER_HOST = 8
-OVERALL = 32
+OVERALL = 16
 
 
 class SendLimits:

@@ -1,9 +1,11 @@
 """Wiring: the ``nudge.ready`` consumer and the delay-queue drain, as one service.
 
 ``build(settings)`` returns a :class:`Notifier` whose ``service`` runs both: the Kafka handler
-delivers fresh nudges inline (the low-latency path) and commits the record only after every
-partner's outcome is recorded; the drain task, started after the broker and stopped before
-it, runs retries and held nudges from Redis so a failing provider never stalls a partition.
+delivers fresh nudges inline (the low-latency path), couples concurrently and each couple's
+nudges in order (the keyed consumer of :mod:`shared.kafka`), and a batch commits only after
+every partner's outcome of each of its records is recorded; the drain task, started after
+the broker and stopped before it, runs retries and held nudges from Redis so a failing
+provider never stalls a partition.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
-from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel
 
 from services.notifier.channels import Channels
@@ -24,7 +25,7 @@ from services.notifier.store import ClaimedJob, NotifierStore
 from shared.backoff import pause
 from shared.egress import policy as egress_policy
 from shared.events import NudgeReady
-from shared.kafka import describe, is_transient
+from shared.kafka import Record, describe, is_transient
 from shared.redis import Keys
 from shared.secrets import SecretBox
 from shared.service import Service
@@ -138,7 +139,7 @@ def build(settings: Settings) -> Notifier:
         egress=egress_policy(settings.channel_allow),
     )
     publishers = {t: service.publisher(t) for t in (NUDGE_DELIVERED, NUDGE_FAILED)}
-    consumer = service.subscriber(NUDGE_READY, group_id=GROUP_ID)
+    consumer = service.keyed_subscriber(NUDGE_READY, group_id=GROUP_ID)
     publishers[dlq(NUDGE_READY)] = service.publisher(dlq(NUDGE_READY))
 
     async def publish(event: BaseModel, topic: str, key: str) -> Awaitable[object]:
@@ -151,11 +152,12 @@ def build(settings: Settings) -> Notifier:
     delivery = Delivery(settings, store, vault, channels, publish)
 
     @consumer
-    async def on_nudge_ready(nudge: NudgeReady, message: KafkaMessage) -> None:
+    async def on_nudge_ready(nudge: NudgeReady, record: Record) -> None:
         """Deliver to every partner (the ledger makes a redelivery a no-op for whoever
-        was reached); returns once every outcome is recorded, so the record may commit."""
-        raw: Any = message.raw_message
-        await delivery.handle(nudge, partition=raw.partition, offset=raw.offset)
+        was reached); returns once every outcome is recorded and its receipts are in
+        Kafka. Couples run concurrently, one couple's nudges in order; the batch commits
+        once all of its records returned (:class:`shared.kafka.KeyedSubscriber`)."""
+        await delivery.handle(nudge, partition=record.partition, offset=record.offset)
 
     async def adopt_legacy_queue() -> None:
         moved = await store.adopt_legacy_queue()
@@ -163,6 +165,6 @@ def build(settings: Settings) -> Notifier:
             log.info("moved %d delayed jobs from the pre-cluster delay queue", moved)
 
     service.on_startup(adopt_legacy_queue)
-    notifier = Notifier(service, store, delivery, consumer)
+    notifier = Notifier(service, store, delivery, consumer.subscriber)
     service.loop(notifier.drain, grace=channels.send_timeout + 5)
     return notifier

@@ -162,3 +162,28 @@ async def test_delay_queue_lives_in_hash_tagged_buckets(infra: Infra) -> None:
         assert all([await store.ack(c) for c in claimed])
     finally:
         await redis.aclose()
+
+
+async def test_a_hanging_provider_holds_back_only_its_own_couples(infra: Infra) -> None:
+    hanging, quick = HttpSink(delay=None).start(), HttpSink().start()
+    try:
+        with allowing([hanging.allow, quick.allow]):
+            settings = fast(infra, delivery_read_timeout=3.0)
+            stuck = [couple_at(hanging, f"stuck{i}") for i in range(10)]
+            flowing = [couple_at(quick, f"flow{i}") for i in range(10)]
+            for couple in [*stuck, *flowing]:
+                await store_couple(settings, couple)
+            # All on the topic before the notifier starts: one batch of the keyed consumer.
+            await publish_nudges(settings, *(make_nudge(c) for c in [*stuck, *flowing]))
+            async with watching(settings) as out, running_notifier(settings) as notifier:
+                await out.wait_for(lambda o: len(o.delivered) >= 20)
+                # Every fast couple was reached while the slow provider still held its
+                # requests, and it never held more than its per-host bound.
+                assert hanging.in_flight > 0
+                per_host = notifier.delivery.channels.limits.per_host
+                assert hanging.max_in_flight <= per_host
+            assert {d.couple_id for d in out.delivered} == {c.id for c in flowing}
+            assert quick.requests == 20
+    finally:
+        hanging.stop()
+        quick.stop()
