@@ -22,7 +22,12 @@ What each channel shows -- the long body on e-mail, the action links as ntfy but
 lines of text (all three on e-mail and push, at most "done" on SMS) -- is :mod:`.render`'s.
 
 Partners of a ``together`` nudge go through steps 2-4 side by side (asyncio.gather, with
-the Redis preparation done for both before either send starts) so they buzz together.
+the Redis preparation done for both, in one round trip, before either send starts; each
+send in its own thread) so they buzz together. Many nudges run at once (different couples
+from the keyed consumer, and delay-queue jobs; at most :data:`MAX_RUNS`). Receipts are
+handed to the producer without waiting for the broker; a run waits for all of its
+acknowledgements together before it returns (so before its record is committed or its job
+acked).
 
 Timeouts. Apprise's TIMEOUT means we stopped waiting, not that the provider refused; the
 message may have landed. We count it as a failed attempt and retry the SAME channel after
@@ -33,7 +38,8 @@ gives a slow provider time to recover. A rare duplicate on a provider timeout is
 
 Guarantee: at least once per partner, with duplicates confined to two narrow windows --
 the provider accepted but we timed out (above), or the process died between the provider
-accepting and the ``sent`` mark in Redis (one Redis round trip after the HTTP response).
+accepting and the ``sent`` mark in Redis (one Redis round trip after the HTTP response) --
+for each send in flight at that moment, so at most as many as run at once.
 Everything else (a redelivered record, a second replica, a replayed dead letter, the same
 nudge published twice) is absorbed by the ledger in :mod:`.store`.
 """
