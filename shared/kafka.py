@@ -172,6 +172,10 @@ def _security(settings: Settings) -> BaseSecurity | None:
     )
 
 
+PRODUCER_BATCH_BYTES = 512 * 1024
+"""Most bytes a producer batches per partition (below ``max_request_size``, 1 MiB)."""
+
+
 def make_broker(
     settings: Settings, *, service: str, policy: ConsumerPolicy | None = None
 ) -> KafkaBroker:
@@ -187,6 +191,9 @@ def make_broker(
         client_id=f"{settings.kafka_client_id}-{service}",
         acks="all",
         enable_idempotence=settings.kafka_idempotence,
+        # aiokafka keeps one batch per partition in flight; 16 KiB (its default) holds about
+        # ten nudges, so a herd's publishes would wait on the broker ten at a time.
+        max_batch_size=PRODUCER_BATCH_BYTES,
         security=_security(settings),
         logger=logging.getLogger(f"tandem.{service}.faststream"),
         middlewares=middlewares,

@@ -38,7 +38,7 @@ async def run_lanes(
     most ``concurrency`` attempts run at once across lanes; the wait between two tries
     of an item is spent outside that bound, so a lane that is backing off never holds a
     slot another lane could use. An exception ``attempt`` raises (rather than returning a
-    pause) cancels the other lanes and propagates.
+    pause) cancels the other lanes and propagates, in an ``ExceptionGroup``.
     """
     if concurrency < 1:
         raise ValueError("concurrency is at least 1")
