@@ -39,6 +39,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from redis.exceptions import NoScriptError
 
+from shared.coalesce import Coalescer
 from shared.events import DeliveryAttempt, NudgeReady
 from shared.redis import Keys, StrRedis
 
@@ -165,8 +166,9 @@ class NotifierStore:
     def __init__(self, redis: StrRedis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._claim_sends = redis.register_script(_CLAIM_SENDS)
-        self._mark_sent = redis.register_script(_MARK_SENT)
+        # The ledger's scripts of every delivery under way go to Redis together, one
+        # pipeline per loop turn (their keys share one hash tag per call: cluster-safe).
+        self._ledger = Coalescer(redis)
         self._release = redis.register_script(_RELEASE)
         self._claim_jobs = redis.register_script(_CLAIM_JOBS)
         self._enqueue_nx = redis.register_script(_ENQUEUE_NX)
@@ -199,7 +201,9 @@ class NotifierStore:
         partners = list(partner_leases)
         keys = [k for p in partners for k in self._pair(occurrence_id, p)]
         lease_ms = int(max(partner_leases.values()) * 1000)
-        flat = await self._claim_sends(keys=keys, args=[token, lease_ms])
+        [flat] = await self._ledger.run(
+            lambda pipe: pipe.eval(_CLAIM_SENDS, len(keys), *keys, token, lease_ms)
+        )
         claims: dict[str, Claim] = {}
         for partner, state, detail in zip(partners, flat[::2], flat[1::2], strict=True):
             if state == "sent":
@@ -212,8 +216,9 @@ class NotifierStore:
 
     async def mark_sent(self, occurrence_id: str, partner_id: str, token: str, event: str) -> None:
         """Record the delivery (for :data:`SENT_TTL`) and drop our lease."""
-        await self._mark_sent(
-            keys=list(self._pair(occurrence_id, partner_id)), args=[token, event, SENT_TTL]
+        keys = self._pair(occurrence_id, partner_id)
+        await self._ledger.run(
+            lambda pipe: pipe.eval(_MARK_SENT, len(keys), *keys, token, event, SENT_TTL)
         )
 
     async def release(self, occurrence_id: str, partner_id: str, token: str) -> None:
