@@ -5,11 +5,14 @@ the machine.
     .venv/bin/python bench/notifier_bench.py [--nudges N] [--couples M] [--baseline DIR]
 
 Each run gets its own embedded broker and Redis and a fresh sink (an asyncio HTTP/1.1
-server in this process); the notifier under test runs in a child process, so the sink
-does not share its interpreter. ``--baseline DIR``: a checkout of another revision (e.g.
-``git worktree add /tmp/notifier-base main``) benchmarked first in the same run, with the
-same sink and load, and the two printed side by side with their ratio. The child imports
-only what both revisions have (``tandem.notifier_harness``'s couple/nudge helpers).
+server in this process). The notifier under test runs alone in a child process (the
+sink, the receipts' watcher and the timing stay here): the burst of nudges is published
+before it starts, and its rate is the deliveries over the time from its start (partitions
+assigned) to the last receipt's ``delivered_at``. ``--baseline DIR``: a checkout of another
+revision (e.g. ``git worktree add /tmp/notifier-base main``) benchmarked first in the same
+run, with the same sink and load, and the two printed side by side with their ratio. The
+child imports only what both revisions have (``tandem.notifier_harness``'s couple and
+nudge helpers and ``running_notifier``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = Path(__file__).resolve()
+ROOT = SCRIPT.parent.parent
 
 
 def pct(values: list[float], p: float) -> float:
@@ -36,10 +40,11 @@ def pct(values: list[float], p: float) -> float:
 
 
 # -- the child: one notifier process under test ----------------------------------------------
-async def child(config: dict[str, Any]) -> dict[str, Any]:
+async def child(config: dict[str, Any]) -> None:
     """Run the notifier of the revision on ``sys.path`` against the given broker, Redis
-    and sink; publish the nudges, wait for every receipt; the summary."""
-    from services.notifier.metrics import partner_skew
+    and sink: store the couples, publish the whole burst, start the notifier, print when
+    it started (its partitions assigned), and run until stdin closes. Nothing else runs
+    in this process: the receipts are watched by the parent."""
     from shared.settings import Settings
     from tandem.notifier_harness import (
         Couple,
@@ -48,7 +53,6 @@ async def child(config: dict[str, Any]) -> dict[str, Any]:
         publish_nudges,
         running_notifier,
         store_couple,
-        watching,
     )
 
     n, m, sink = config["nudges"], config["couples"], config["sink"]
@@ -66,14 +70,69 @@ async def child(config: dict[str, Any]) -> dict[str, Any]:
     for c in couples:
         await store_couple(settings, c)
     # The whole burst is on the topic before the notifier starts, as in a herd: what is
-    # timed is the notifier draining it (from its partitions being assigned to the last
-    # receipt), not the publisher.
+    # timed is the notifier draining it, not the publisher.
     await publish_nudges(settings, *(make_nudge(couples[i % m]) for i in range(n)))
-    async with watching(settings) as out, running_notifier(settings):
-        start = time.perf_counter()
-        await out.wait_for(lambda o: len(o.delivered) >= 2 * n, within=900)
-        elapsed = time.perf_counter() - start
-    latencies = [d.latency_ms for d in out.delivered]
+    async with running_notifier(settings):
+        print(json.dumps({"started": time.time()}), flush=True)
+        await asyncio.to_thread(sys.stdin.read)
+
+
+# -- the parent: infrastructure, one child per revision, the comparison ----------------------
+async def run_revision(
+    code: Path, nudges: int, couples: int, profile: Path | None
+) -> dict[str, Any]:
+    """Benchmark the notifier of the checkout ``code`` on fresh infrastructure: its
+    deliveries/s from the child's start to the last receipt's ``delivered_at``."""
+    from services.notifier.metrics import partner_skew
+    from shared.secrets import SecretBox
+    from shared.settings import Settings
+    from tandem.embedded import start_broker, start_redis
+    from tandem.notifier_harness import HttpSink, watching
+
+    broker, redis, sink = start_broker(), start_redis(), HttpSink().start()
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"notifier-bench-{code.name}.log"
+    try:
+        values = {
+            "kafka_bootstrap": f"127.0.0.1:{broker.port}",
+            "redis_url": f"redis://127.0.0.1:{redis.port}/0",
+            "kafka_idempotence": False,
+            "topic_partitions": 4,
+            "secret_key": SecretBox.generate_key(),
+            "channel_allow": sink.allow,
+        }
+        config = {
+            "profile": str(profile / f"notifier-{code.name}.prof") if profile else None,
+            "nudges": nudges,
+            "couples": couples,
+            "sink": f"127.0.0.1:{sink.port}",
+            "settings": values,
+        }
+        with log.open("w") as stderr:  # the notifier's own log lines, for a look afterwards
+            proc = subprocess.Popen(
+                [sys.executable, str(SCRIPT), "--child", json.dumps(config)],
+                cwd=code,
+                env={**os.environ, "PYTHONPATH": str(code)},
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                line = await asyncio.to_thread(proc.stdout.readline)
+                if not line:
+                    raise RuntimeError(f"the notifier of {code} did not start (log: {log})")
+                started = float(json.loads(line)["started"])
+                async with watching(Settings(**values)) as out:  # type: ignore[arg-type]
+                    await out.wait_for(lambda o: len(o.delivered) >= 2 * nudges, within=1800)
+            finally:
+                proc.stdin.close()
+                await asyncio.to_thread(proc.wait, 120)
+    finally:
+        sink.stop()
+        broker.stop()
+        redis.stop()
+    elapsed = max(d.delivered_at.timestamp() for d in out.delivered) - started
     by_occ = defaultdict(list)
     for d in out.delivered:
         by_occ[d.occurrence_id].append(d)
@@ -81,58 +140,12 @@ async def child(config: dict[str, Any]) -> dict[str, Any]:
     return {
         "deliveries": len(out.delivered),
         "seconds": round(elapsed, 3),
-        "deliveries_per_s": round(2 * n / elapsed, 1),
-        # from each nudge's scheduled_for (its creation, before the publish and the start)
-        "lateness_p50_ms": round(pct(latencies, 50), 1),
-        "lateness_p99_ms": round(pct(latencies, 99), 1),
+        "deliveries_per_s": round(len(out.delivered) / elapsed, 1),
         "partner_skew_p50_ms": round(pct(skews, 50), 3),
         "partner_skew_p99_ms": round(pct(skews, 99), 3),
         "partner_skew_mean_ms": round(statistics.mean(skews), 3) if skews else 0.0,
+        **{f"sink_{k}": v for k, v in sink.stats().items()},
     }
-
-
-# -- the parent: infrastructure, one child per revision, the comparison ----------------------
-def run_revision(code: Path, nudges: int, couples: int, profile: Path | None) -> dict[str, Any]:
-    """Benchmark the notifier of the checkout ``code`` on fresh infrastructure."""
-    from shared.secrets import SecretBox
-    from tandem.embedded import start_broker, start_redis
-    from tandem.notifier_harness import HttpSink
-
-    broker, redis, sink = start_broker(), start_redis(), HttpSink().start()
-    try:
-        config = {
-            "profile": str(profile / f"notifier-{code.name}.prof") if profile else None,
-            "nudges": nudges,
-            "couples": couples,
-            "sink": f"127.0.0.1:{sink.port}",
-            "settings": {
-                "kafka_bootstrap": f"127.0.0.1:{broker.port}",
-                "redis_url": f"redis://127.0.0.1:{redis.port}/0",
-                "kafka_idempotence": False,
-                "topic_partitions": 4,
-                "secret_key": SecretBox.generate_key(),
-                "channel_allow": sink.allow,
-            },
-        }
-        env = {**os.environ, "PYTHONPATH": str(code)}
-        done = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(config)],
-            cwd=code,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-        log = Path(os.environ.get("TMPDIR", "/tmp")) / f"notifier-bench-{code.name}.log"
-        log.write_text(done.stderr)  # the notifier's own log lines, for a look afterwards
-        if done.returncode:
-            raise RuntimeError(f"benchmark of {code} failed (log: {log}):\n{done.stderr[-3000:]}")
-        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-        return {**result, **{f"sink_{k}": v for k, v in sink.stats().items()}}
-    finally:
-        sink.stop()
-        broker.stop()
-        redis.stop()
 
 
 def revision(code: Path) -> str:
@@ -157,16 +170,17 @@ def main() -> None:
         profile = cProfile.Profile() if config.get("profile") else None
         if profile is not None:
             profile.enable()
-        result = asyncio.run(child(config))
+        asyncio.run(child(config))
         if profile is not None:
             profile.disable()
             profile.dump_stats(config["profile"])
-        print(json.dumps(result))
         return
     runs: dict[str, dict[str, Any]] = {}
     for name, code in (("baseline", args.baseline), ("this", ROOT)):
         if code is not None:
-            runs[name] = run_revision(code.resolve(), args.nudges, args.couples, args.profile)
+            runs[name] = asyncio.run(
+                run_revision(code.resolve(), args.nudges, args.couples, args.profile)
+            )
             print(f"{name:9s} {revision(code)}: {json.dumps(runs[name])}", flush=True)
     if "baseline" in runs:
         keys = [k for k in runs["this"] if k in runs["baseline"]]
