@@ -272,6 +272,8 @@ def _scrub(result: SendResult, url: str) -> SendResult:
     any phone number or e-mail address (:func:`shared.redaction.mask`), out of an error
     text meant for logs/events."""
     error = result.error
+    if not error:  # a delivery: nothing to scrub (and mask() may recompile its pattern)
+        return result
     for secret in sorted(url_secrets(url), key=len, reverse=True):
         error = error.replace(secret, "***")
     error = mask(error)
