@@ -125,6 +125,9 @@ class Channels:
         # the in-flight lease sized from these numbers -- far longer than the socket
         # timeouts we promised.
         self.send_timeout = connect_timeout + read_timeout + 1.0
+        # The longest a send() can take: waiting for a slot of a busy provider host (at
+        # most send_timeout, then it fails without sending), then the send itself.
+        self.longest_send = 2 * self.send_timeout
         paths = [str(plugins_dir)] if plugins_dir else None
         if plugins_dir and not plugins_dir.is_dir():
             log.warning("plugins dir %s does not exist; no custom channels loaded", plugins_dir)
@@ -193,7 +196,13 @@ class Channels:
         )
         if service is None:
             return SendResult(Outcome.FAILED, "unsupported or invalid channel URL")
-        release = await self.limits.acquire(provider_host(url, service))
+        try:
+            # Bounded, so a send never outlives the in-flight lease sized from longest_send.
+            release = await asyncio.wait_for(
+                self.limits.acquire(provider_host(url, service)), self.send_timeout
+            )
+        except TimeoutError:  # nothing was sent: a definite failure, the next channel may go
+            return SendResult(Outcome.FAILED, "provider busy: no send slot free in time")
         return _scrub(await self._notify(service, title, body, release), url)
 
     async def _notify(

@@ -361,7 +361,7 @@ class Delivery:
         # Long enough for the slowest possible attempt (every channel hitting its hard
         # timeout) plus margin, so a live sender never loses its lease mid-attempt; short
         # enough that a dead sender's partner is retried within seconds to a minute.
-        return max(1, len(recipient.channels)) * self.channels.send_timeout + 5.0
+        return max(1, len(recipient.channels)) * self.channels.longest_send + 5.0
 
     async def _send(self, nudge: NudgeReady, ready: _Ready, job: Job) -> _Result:
         recipient = ready.recipient

@@ -54,9 +54,9 @@ class Notifier:
     @property
     def queue_lease_seconds(self) -> float:
         # A claimed job returns to the queue after this: long enough for a job to finish
-        # (several channels, each bounded by its hard send timeout), short enough that a
+        # (several channels, each bounded by Channels.longest_send), short enough that a
         # killed replica's jobs come back within about a minute with default timeouts.
-        return 4 * self.delivery.channels.send_timeout + 10.0
+        return 2 * self.delivery.channels.longest_send + 10.0
 
     def assigned(self) -> bool:
         """True once this replica's consumer owns some ``nudge.ready`` partitions."""
