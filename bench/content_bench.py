@@ -14,7 +14,9 @@ local occurrences per couple, as in the 21:00 herd. Two phases per round:
   nudge to its last (start-up and group join left out), and the service process's CPU
   time per event (less sensitive to a busy machine than events/s);
 * live: ``events`` more sent as fast as the producer goes while it runs; events/s from
-  the first send to the last nudge read, and each nudge's latency (send to read).
+  the first send to the last nudge read, and each nudge's latency (send to read);
+* quiet: 20 records of new couples, each sent alone once the one before was answered:
+  the latency one hop adds on a quiet evening (p50, max).
 
 ``--profile DIR`` runs each service under cProfile (``DIR/content-<tree>.prof``).
 ``--choosing`` also times ``Content.nudge`` alone in process (Redis and the pure work).
@@ -51,6 +53,7 @@ from tandem.embedded import start_broker, start_redis
 HERE = Path(__file__).resolve().parents[1]
 ALEX = PartnerInfo(id="p_a", name="Alex", timezone="Europe/Berlin")
 SAM = PartnerInfo(id="p_s", name="Sam", timezone="America/New_York")
+QUIET = 20  # records sent one at a time, for the quiet evening's latency
 SECRET = "x0z4PZk2cOrm9dCcZzZbZxkl7S_JHQq1zcx4Nqo1nsI="  # links are signed, as in production
 
 
@@ -133,6 +136,7 @@ class Driver:
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=f"bench-{uuid.uuid4().hex[:6]}",
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=5,  # the instrument: it should not add latency of its own
         )
         self.producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
         self.sent: dict[str, float] = {}
@@ -155,6 +159,16 @@ class Driver:
             await self.producer.send(topics.RITUAL_DUE, body, key=key)
             self.sent[occurrence] = time.perf_counter()
         await self.producer.flush()
+
+    async def one_by_one(self, work: list[RitualDue]) -> list[float]:
+        """Each record sent alone once the one before was answered: its latency (ms)."""
+        latencies = []
+        for due in work:
+            await asyncio.sleep(0.1)
+            await self.send([due])
+            await self.read(len(self.seen) + 1, timeout=30)
+            latencies.append((self.seen[due.occurrence_id] - self.sent[due.occurrence_id]) * 1000)
+        return latencies
 
     async def read(self, expected: int, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
@@ -195,6 +209,12 @@ async def consumer_round(
                 await driver.send(live)
                 await driver.read(2 * n)
                 live_took = max(driver.seen.values()) - began
+                quiet = await driver.one_by_one(
+                    [
+                        d.model_copy(update={"occurrence_id": f"quiet{i}", "couple_id": f"q{i}"})
+                        for i, d in enumerate(events(QUIET))
+                    ]
+                )
     finally:
         broker.stop()
         redis.stop()
@@ -205,6 +225,8 @@ async def consumer_round(
         "live_events_per_s": round(n / live_took, 1),
         "live_p50_ms": round(pct(latencies, 50), 1),
         "live_p99_ms": round(pct(latencies, 99), 1),
+        "quiet_p50_ms": round(pct(quiet, 50), 1),
+        "quiet_max_ms": round(max(quiet), 1),
     }
 
 

@@ -550,7 +550,8 @@ class KeyedSubscriber:
 
     Promises, per batch (FastStream's batch subscriber: aiokafka ``getmany``, at most
     ``max_records``, handed over as soon as any record is there -- a lone record is not
-    held back to fill a batch; ``batch_timeout_ms`` is only how long an idle poll waits):
+    held back to fill a batch; ``batch_timeout_ms`` is only how long an idle poll waits,
+    ``fetch_max_wait_ms`` how long the broker may hold a fetch that finds nothing):
 
     * the records are split by Kafka key into lanes (:func:`shared.lanes.run_lanes`): a
       key's records one after another in offset order, at most ``concurrency`` handler
@@ -575,6 +576,7 @@ class KeyedSubscriber:
         concurrency: int = 64,
         max_records: int = 500,
         batch_timeout_ms: int = 20,
+        fetch_max_wait_ms: int = 20,
     ) -> None:
         policy.declare(broker, topic)
         self.policy = policy
@@ -587,6 +589,7 @@ class KeyedSubscriber:
             batch=True,
             max_records=max_records,
             batch_timeout_ms=batch_timeout_ms,
+            fetch_max_wait_ms=fetch_max_wait_ms,
             decoder=_undecoded,
         )
 

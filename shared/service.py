@@ -141,6 +141,7 @@ class Service:
             concurrency=self.settings.consumer_concurrency,
             max_records=self.settings.consumer_max_records,
             batch_timeout_ms=self.settings.consumer_batch_timeout_ms,
+            fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
         )
         self.subscribers.append(consumer.subscriber)
         return consumer
