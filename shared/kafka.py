@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -40,7 +40,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from prometheus_client import Counter
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SkipValidation, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -580,6 +580,7 @@ class KeyedSubscriber:
     ) -> None:
         policy.declare(broker, topic)
         self.policy = policy
+        self.model = CONTRACTS[topic]
         self.concurrency = concurrency
         self.subscriber: Any = broker.subscriber(
             topic,
@@ -596,9 +597,13 @@ class KeyedSubscriber:
     def __call__(self, handler: KeyedHandler[M]) -> KeyedHandler[M]:
         """Register ``handler`` (see the class docstring); returns it unchanged."""
 
-        async def consume(message: KafkaMessage) -> None:
+        async def consume(payload: Any, message: KafkaMessage) -> None:
             await self.settle(message.raw_message, handler)  # type: ignore[arg-type]
 
+        # What the AsyncAPI document says a record of the topic is (FastStream reads the
+        # body parameter's type); the batch itself is never validated as one: each record
+        # is decoded on its own in settle(), where a bad one is dead-lettered alone.
+        consume.__annotations__["payload"] = Annotated[self.model, SkipValidation]
         consume.__name__ = handler.__name__
         consume.__doc__ = handler.__doc__
         self.subscriber(consume)
