@@ -1,19 +1,21 @@
 """Kafka wiring: the broker every service builds, topic creation, and the consumer policy.
 
 Consumers are at-least-once: a record's offset is committed only after its handler returned
-(``AckPolicy.NACK_ON_ERROR``). A record that can never be handled is not retried forever:
-it goes to ``<topic>.dlq`` as a :class:`~shared.events.DeadLetter` with a plain reason, and
-the offset moves on. That covers a record that does not decode into its topic's contract
-(:meth:`ConsumerPolicy.decode`: bad JSON, not an object, wrong fields, an unknown
-``schema_version``), one a handler rejects by raising :class:`Poison` (a deck that does
-not exist), and one whose handler keeps raising anything else (a bug, a stored value the
-code cannot handle): that is retried ``TANDEM_HANDLER_MAX_ATTEMPTS`` times, then
-dead-lettered with the exception, so one bad record cannot stall every couple behind it on
-its partition. Only a *transient* failure (:data:`TRANSIENT`: Redis, broker or network
-down, a timeout) is redelivered without limit, after a growing pause
-(:func:`shared.backoff.pause`), so an outage slows a consumer down instead of spinning it
-or dead-lettering healthy records. :class:`ConsumerPolicy` applies all of this, once, for
-every subscriber of every service.
+(``AckPolicy.NACK_ON_ERROR``) -- per record for :func:`subscriber`, per batch, once every
+record of it is settled, for :class:`KeyedSubscriber` (couples handled concurrently, each
+couple's records in order: the consumer every service should use). A record that can never
+be handled is not retried forever: it goes to ``<topic>.dlq`` as a
+:class:`~shared.events.DeadLetter` with a plain reason, and the offset moves on. That covers
+a record that does not decode into its topic's contract (:meth:`ConsumerPolicy.decode`: bad
+JSON, not an object, wrong fields, an unknown ``schema_version``), one a handler rejects by
+raising :class:`Poison` (a deck that does not exist), and one whose handler keeps raising
+anything else (a bug, a stored value the code cannot handle): that is retried
+``TANDEM_HANDLER_MAX_ATTEMPTS`` times, then dead-lettered with the exception, so one bad
+record cannot stall every couple behind it on its partition. Only a *transient* failure
+(:data:`TRANSIENT`: Redis, broker or network down, a timeout) is redelivered without limit,
+after a growing pause (:func:`shared.backoff.pause`), so an outage slows a consumer down
+instead of spinning it or dead-lettering healthy records. :class:`ConsumerPolicy` applies
+all of this, once, for every subscriber of every service.
 """
 
 from __future__ import annotations
@@ -289,6 +291,10 @@ class ConsumerPolicy:
     stall. At most :data:`_TRACKED` records are remembered (the oldest forgotten first),
     so records left behind by a rebalance cannot grow it without bound.
 
+    A :class:`KeyedSubscriber` applies the same policy per record without the middleware
+    (:meth:`attempt`): the tries happen in place, a pause apart, holding back only that
+    record's key, and the batch commits once every record is handled or dead-lettered.
+
     ``dead_letters`` holds the declared ``<topic>.dlq`` publisher of each consumed topic
     (:meth:`declare`); the letters are published through them, so the AsyncAPI document
     lists exactly what the code sends.
@@ -349,13 +355,13 @@ class ConsumerPolicy:
             verdict = self._judge(raw, exc)
             if isinstance(verdict, _Retry):
                 failures = self._failures[handler] = self._failures.get(handler, 0) + 1
-                await asyncio.sleep(self._delay(verdict, exc, failures))
+                await asyncio.sleep(self.pause_before_retry(verdict, exc, failures))
                 raise
             try:
                 await self.dead_letter(raw, verdict)
             except Exception as failed:
                 failures = self._failures[handler] = self._failures.get(handler, 0) + 1
-                await asyncio.sleep(self._delay(_UNLETTERED, failed, failures))
+                await asyncio.sleep(self.pause_before_retry(_UNLETTERED, failed, failures))
                 raise
             result = None
         self._forget(raw)
@@ -377,11 +383,11 @@ class ConsumerPolicy:
         except Exception as exc:
             verdict = self._judge(record, exc)
             if isinstance(verdict, _Retry):
-                return self._delay(verdict, exc, failures + 1)
+                return self.pause_before_retry(verdict, exc, failures + 1)
             try:
                 await self.dead_letter(record, verdict)
             except Exception as failed:
-                return self._delay(_UNLETTERED, failed, failures + 1)
+                return self.pause_before_retry(_UNLETTERED, failed, failures + 1)
         self._forget(record)
         return None
 
@@ -410,7 +416,7 @@ class ConsumerPolicy:
         reason = f"handler raised {attempt} times: {describe(exc)}"
         return _Letter("handler_error", reason, traceback_tail(exc))
 
-    def _delay(self, retry: _Retry, exc: BaseException, failures: int) -> float:
+    def pause_before_retry(self, retry: _Retry, exc: BaseException, failures: int) -> float:
         """Log ``exc`` and say how long to pause before the next try: longer the more
         tries failed in a row, so neither an outage nor a failing record spins a consumer."""
         delay = pause(failures, cap=self.max_pause)
@@ -621,7 +627,7 @@ class KeyedSubscriber:
             if unacked is None:
                 return
             failures += 1
-            await asyncio.sleep(self.policy._delay(_UNACKED, unacked, failures))
+            await asyncio.sleep(self.policy.pause_before_retry(_UNACKED, unacked, failures))
             pending = [raw for raw in pending if id(raw) in handled]
 
     async def _round(
