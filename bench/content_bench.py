@@ -6,14 +6,20 @@ and a real Redis, this tree beside a baseline tree in the same run.
 
 For each tree (this one, and ``--baseline``: e.g. ``git worktree add /tmp/consume-base
 main``), ``rounds`` times, alternating: a fresh embedded broker (Tansu) and redis-server,
-the content service started as its own process from that tree (``python -m
-services.content``, the tree first on ``PYTHONPATH``), one warm-up record answered (the
-group joined), then ``events`` records produced as fast as the producer goes -- two
-partners' local occurrences per couple, as in the 21:00 herd -- and timed until the last
-nudge is read back. Reports events/s (first record sent to last nudge read) and the
-latency of each nudge (its record's send to its nudge's read), p50/p99. ``--profile DIR``
-runs each service under cProfile (``DIR/content-<tree>.prof``). ``--choosing`` also
-times ``Content.nudge`` alone in process (the Redis round trips and the pure work).
+and the content service started as its own process from that tree (``python -m
+services.content``, the tree first on ``PYTHONPATH``). The records are two partners'
+local occurrences per couple, as in the 21:00 herd. Two phases per round:
+
+* herd: ``events`` records waiting when the service starts; events/s from its first
+  nudge to its last (start-up and group join left out), and the service process's CPU
+  time per event (less sensitive to a busy machine than events/s);
+* live: ``events`` more sent as fast as the producer goes while it runs; events/s from
+  the first send to the last nudge read, and each nudge's latency (send to read);
+* quiet: 20 records of new couples, each sent alone once the one before was answered:
+  the latency one hop adds on a quiet evening (p50, max).
+
+``--profile DIR`` runs each service under cProfile (``DIR/content-<tree>.prof``).
+``--choosing`` also times ``Content.nudge`` alone in process (Redis and the pure work).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from tandem.embedded import start_broker, start_redis
 HERE = Path(__file__).resolve().parents[1]
 ALEX = PartnerInfo(id="p_a", name="Alex", timezone="Europe/Berlin")
 SAM = PartnerInfo(id="p_s", name="Sam", timezone="America/New_York")
+QUIET = 20  # records sent one at a time, for the quiet evening's latency
 SECRET = "x0z4PZk2cOrm9dCcZzZbZxkl7S_JHQq1zcx4Nqo1nsI="  # links are signed, as in production
 
 
@@ -86,7 +93,7 @@ def pct(values: list[float], p: int) -> float:
 @contextmanager
 def content_process(
     tree: Path, settings: Settings, log: Path, profile: Path | None = None
-) -> Iterator[None]:
+) -> Iterator[int]:
     """The content service of ``tree`` as a process, stopped (SIGTERM) on exit; run
     under cProfile, writing its stats to ``profile``, if given."""
     env = {
@@ -104,7 +111,7 @@ def content_process(
     with open(log, "ab") as out:
         proc = subprocess.Popen(command, cwd=tree, env=env, stdout=out, stderr=out)
     try:
-        yield
+        yield proc.pid
     finally:
         proc.terminate()
         try:
@@ -114,61 +121,76 @@ def content_process(
             proc.wait()
 
 
-async def drive(settings: Settings, work: list[RitualDue]) -> dict[str, float]:
-    """Warm the service up with one record, then send ``work`` and read every nudge back."""
-    reader = AIOKafkaConsumer(
-        topics.NUDGE_READY,
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=f"bench-{uuid.uuid4().hex[:6]}",
-        auto_offset_reset="earliest",
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
-    await reader.start()
-    await producer.start()
-    sent: dict[str, float] = {}
-    seen: dict[str, float] = {}
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    async def read(expected: int, deadline: float) -> None:
-        while len(seen) < expected:
+
+class Driver:
+    """Sends ``ritual.due`` records and reads the nudges back, noting when each arrived."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.reader = AIOKafkaConsumer(
+            topics.NUDGE_READY,
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=f"bench-{uuid.uuid4().hex[:6]}",
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=5,  # the instrument: it should not add latency of its own
+        )
+        self.producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
+        self.sent: dict[str, float] = {}
+        self.seen: dict[str, float] = {}
+
+    async def __aenter__(self) -> Driver:
+        await self.reader.start()
+        await self.producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.producer.stop()
+        await self.reader.stop()
+
+    async def send(self, work: list[RitualDue]) -> None:
+        bodies = [
+            (d.occurrence_id, d.couple_id.encode(), d.model_dump_json().encode()) for d in work
+        ]
+        for occurrence, key, body in bodies:
+            await self.producer.send(topics.RITUAL_DUE, body, key=key)
+            self.sent[occurrence] = time.perf_counter()
+        await self.producer.flush()
+
+    async def one_by_one(self, work: list[RitualDue]) -> list[float]:
+        """Each record sent alone once the one before was answered: its latency (ms)."""
+        latencies = []
+        for due in work:
+            await asyncio.sleep(0.1)
+            await self.send([due])
+            await self.read(len(self.seen) + 1, timeout=30)
+            latencies.append((self.seen[due.occurrence_id] - self.sent[due.occurrence_id]) * 1000)
+        return latencies
+
+    async def read(self, expected: int, timeout: float = 600) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.seen) < expected:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"timed out: {len(seen)} of {expected} nudges")
-            batches = await reader.getmany(timeout_ms=200)
+                raise RuntimeError(f"timed out: {len(self.seen)} of {expected} nudges")
+            batches = await self.reader.getmany(timeout_ms=200)
             now = time.perf_counter()
             for record in (r for rs in batches.values() for r in rs):
-                seen.setdefault(json.loads(record.value)["occurrence_id"], now)
-
-    try:
-        warm, *rest = work
-        await producer.send_and_wait(
-            topics.RITUAL_DUE, warm.model_dump_json().encode(), key=warm.couple_id.encode()
-        )
-        await read(1, time.monotonic() + 120)
-        bodies = [
-            (d.occurrence_id, d.couple_id.encode(), d.model_dump_json().encode()) for d in rest
-        ]
-        began = time.perf_counter()
-        for occurrence, key, body in bodies:
-            await producer.send(topics.RITUAL_DUE, body, key=key)
-            sent[occurrence] = time.perf_counter()
-        await producer.flush()
-        await read(len(work), time.monotonic() + 600)
-        took = max(seen.values()) - began
-    finally:
-        await producer.stop()
-        await reader.stop()
-    latencies = [(seen[o] - t) * 1000 for o, t in sent.items()]
-    return {
-        "events_per_s": round(len(rest) / took, 1),
-        "p50_ms": round(pct(latencies, 50), 1),
-        "p99_ms": round(pct(latencies, 99), 1),
-    }
+                self.seen.setdefault(json.loads(record.value)["occurrence_id"], now)
 
 
 async def consumer_round(
     tree: Path, n: int, couples: int, log: Path, profile: Path | None = None
 ) -> dict[str, float]:
-    """One measurement of ``tree``'s content service on a fresh broker and Redis."""
+    """One measurement of ``tree``'s content service on a fresh broker and Redis: the
+    herd (``n`` records waiting when the service starts: events/s from its first nudge
+    to its last, and its CPU time per event), then ``n`` records sent while it runs
+    (events/s from the first send to the last nudge; each nudge's latency)."""
     broker, redis = start_broker(), start_redis()
+    work = events(2 * n, couples)
+    herd, live = work[:n], work[n:]
     try:
         settings = Settings(
             kafka_bootstrap=f"127.0.0.1:{broker.port}",
@@ -176,11 +198,36 @@ async def consumer_round(
             topic_partitions=6,
         )
         await ensure_topics(settings)
-        with content_process(tree, settings, log, profile):
-            return await drive(settings, events(n + 2, couples))
+        async with Driver(settings) as driver:
+            await driver.send(herd)
+            with content_process(tree, settings, log, profile) as pid:
+                await driver.read(1)
+                first, cpu = min(driver.seen.values()), cpu_seconds(pid)
+                await driver.read(n)
+                herd_took, cpu = max(driver.seen.values()) - first, cpu_seconds(pid) - cpu
+                began = time.perf_counter()
+                await driver.send(live)
+                await driver.read(2 * n)
+                live_took = max(driver.seen.values()) - began
+                quiet = await driver.one_by_one(
+                    [
+                        d.model_copy(update={"occurrence_id": f"quiet{i}", "couple_id": f"q{i}"})
+                        for i, d in enumerate(events(QUIET))
+                    ]
+                )
     finally:
         broker.stop()
         redis.stop()
+    latencies = [(driver.seen[d.occurrence_id] - driver.sent[d.occurrence_id]) * 1000 for d in live]
+    return {
+        "herd_events_per_s": round((n - 1) / herd_took, 1),
+        "cpu_ms_per_event": round(cpu * 1000 / (n - 1), 3),
+        "live_events_per_s": round(n / live_took, 1),
+        "live_p50_ms": round(pct(latencies, 50), 1),
+        "live_p99_ms": round(pct(latencies, 99), 1),
+        "quiet_p50_ms": round(pct(quiet, 50), 1),
+        "quiet_max_ms": round(max(quiet), 1),
+    }
 
 
 async def choosing(n: int, concurrency: int) -> dict[str, float]:
@@ -214,14 +261,16 @@ async def run(args: argparse.Namespace, trees: dict[str, Path]) -> None:
             result = await consumer_round(tree, args.events, args.couples, log, profile)
             results[name].append(result)
             print(f"round {r + 1} {name:8} {tree}: {result}", flush=True)
-    best = {name: max(rs, key=lambda x: x["events_per_s"]) for name, rs in results.items()}
+    best = {name: max(rs, key=lambda x: x["herd_events_per_s"]) for name, rs in results.items()}
     summary: dict[str, object] = {"bench": "content", "events": args.events}
     for name, result in best.items():
         summary.update({f"{name}_{k}": v for k, v in result.items()})
     if "baseline" in best:
-        ratio = best["this"]["events_per_s"] / best["baseline"]["events_per_s"]
-        summary["speedup"] = round(ratio, 1)
-        print(f"content end to end: {ratio:.1f}x the baseline (best of {args.rounds} rounds each)")
+        for phase in ("herd", "live"):
+            key = f"{phase}_events_per_s"
+            ratio = best["this"][key] / best["baseline"][key]
+            summary[f"{phase}_speedup"] = round(ratio, 1)
+            print(f"content {phase}: {ratio:.1f}x the baseline (best round of {args.rounds})")
     if args.choosing:
         summary["choosing_events_per_s"] = (await choosing(args.events, 64))["events_per_s"]
     # The last line, for bench/run.py: *_per_s is a throughput, *_pNN_ms a latency quantile.

@@ -1,19 +1,21 @@
 """Kafka wiring: the broker every service builds, topic creation, and the consumer policy.
 
 Consumers are at-least-once: a record's offset is committed only after its handler returned
-(``AckPolicy.NACK_ON_ERROR``). A record that can never be handled is not retried forever:
-it goes to ``<topic>.dlq`` as a :class:`~shared.events.DeadLetter` with a plain reason, and
-the offset moves on. That covers a record that does not decode into its topic's contract
-(:meth:`ConsumerPolicy.decode`: bad JSON, not an object, wrong fields, an unknown
-``schema_version``), one a handler rejects by raising :class:`Poison` (a deck that does
-not exist), and one whose handler keeps raising anything else (a bug, a stored value the
-code cannot handle): that is retried ``TANDEM_HANDLER_MAX_ATTEMPTS`` times, then
-dead-lettered with the exception, so one bad record cannot stall every couple behind it on
-its partition. Only a *transient* failure (:data:`TRANSIENT`: Redis, broker or network
-down, a timeout) is redelivered without limit, after a growing pause
-(:func:`shared.backoff.pause`), so an outage slows a consumer down instead of spinning it
-or dead-lettering healthy records. :class:`ConsumerPolicy` applies all of this, once, for
-every subscriber of every service.
+(``AckPolicy.NACK_ON_ERROR``) -- per record for :func:`subscriber`, per batch, once every
+record of it is settled, for :class:`KeyedSubscriber` (couples handled concurrently, each
+couple's records in order: the consumer every service should use). A record that can never
+be handled is not retried forever: it goes to ``<topic>.dlq`` as a
+:class:`~shared.events.DeadLetter` with a plain reason, and the offset moves on. That covers
+a record that does not decode into its topic's contract (:meth:`ConsumerPolicy.decode`: bad
+JSON, not an object, wrong fields, an unknown ``schema_version``), one a handler rejects by
+raising :class:`Poison` (a deck that does not exist), and one whose handler keeps raising
+anything else (a bug, a stored value the code cannot handle): that is retried
+``TANDEM_HANDLER_MAX_ATTEMPTS`` times, then dead-lettered with the exception, so one bad
+record cannot stall every couple behind it on its partition. Only a *transient* failure
+(:data:`TRANSIENT`: Redis, broker or network down, a timeout) is redelivered without limit,
+after a growing pause (:func:`shared.backoff.pause`), so an outage slows a consumer down
+instead of spinning it or dead-lettering healthy records. :class:`ConsumerPolicy` applies
+all of this, once, for every subscriber of every service.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ import ssl
 import traceback
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -39,8 +42,10 @@ from faststream.exceptions import IgnoredException
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+from opentelemetry.propagate import extract
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SkipValidation, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -289,6 +294,10 @@ class ConsumerPolicy:
     stall. At most :data:`_TRACKED` records are remembered (the oldest forgotten first),
     so records left behind by a rebalance cannot grow it without bound.
 
+    A :class:`KeyedSubscriber` applies the same policy per record without the middleware
+    (:meth:`attempt`): the tries happen in place, a pause apart, holding back only that
+    record's key, and the batch commits once every record is handled or dead-lettered.
+
     ``dead_letters`` holds the declared ``<topic>.dlq`` publisher of each consumed topic
     (:meth:`declare`); the letters are published through them, so the AsyncAPI document
     lists exactly what the code sends.
@@ -349,13 +358,13 @@ class ConsumerPolicy:
             verdict = self._judge(raw, exc)
             if isinstance(verdict, _Retry):
                 failures = self._failures[handler] = self._failures.get(handler, 0) + 1
-                await asyncio.sleep(self._delay(verdict, exc, failures))
+                await asyncio.sleep(self.pause_before_retry(verdict, exc, failures))
                 raise
             try:
                 await self.dead_letter(raw, verdict)
             except Exception as failed:
                 failures = self._failures[handler] = self._failures.get(handler, 0) + 1
-                await asyncio.sleep(self._delay(_UNLETTERED, failed, failures))
+                await asyncio.sleep(self.pause_before_retry(_UNLETTERED, failed, failures))
                 raise
             result = None
         self._forget(raw)
@@ -377,11 +386,11 @@ class ConsumerPolicy:
         except Exception as exc:
             verdict = self._judge(record, exc)
             if isinstance(verdict, _Retry):
-                return self._delay(verdict, exc, failures + 1)
+                return self.pause_before_retry(verdict, exc, failures + 1)
             try:
                 await self.dead_letter(record, verdict)
             except Exception as failed:
-                return self._delay(_UNLETTERED, failed, failures + 1)
+                return self.pause_before_retry(_UNLETTERED, failed, failures + 1)
         self._forget(record)
         return None
 
@@ -410,7 +419,7 @@ class ConsumerPolicy:
         reason = f"handler raised {attempt} times: {describe(exc)}"
         return _Letter("handler_error", reason, traceback_tail(exc))
 
-    def _delay(self, retry: _Retry, exc: BaseException, failures: int) -> float:
+    def pause_before_retry(self, retry: _Retry, exc: BaseException, failures: int) -> float:
         """Log ``exc`` and say how long to pause before the next try: longer the more
         tries failed in a row, so neither an outage nor a failing record spins a consumer."""
         delay = pause(failures, cap=self.max_pause)
@@ -550,7 +559,8 @@ class KeyedSubscriber:
 
     Promises, per batch (FastStream's batch subscriber: aiokafka ``getmany``, at most
     ``max_records``, handed over as soon as any record is there -- a lone record is not
-    held back to fill a batch; ``batch_timeout_ms`` is only how long an idle poll waits):
+    held back to fill a batch; ``batch_timeout_ms`` is only how long an idle poll waits,
+    ``fetch_max_wait_ms`` how long the broker may hold a fetch that finds nothing):
 
     * the records are split by Kafka key into lanes (:func:`shared.lanes.run_lanes`): a
       key's records one after another in offset order, at most ``concurrency`` handler
@@ -575,10 +585,14 @@ class KeyedSubscriber:
         concurrency: int = 64,
         max_records: int = 500,
         batch_timeout_ms: int = 20,
+        fetch_max_wait_ms: int = 20,
+        tracer: Any = None,
     ) -> None:
         policy.declare(broker, topic)
         self.policy = policy
+        self.model = CONTRACTS[topic]
         self.concurrency = concurrency
+        self.tracer = tracer
         self.subscriber: Any = broker.subscriber(
             topic,
             group_id=group_id,
@@ -587,15 +601,20 @@ class KeyedSubscriber:
             batch=True,
             max_records=max_records,
             batch_timeout_ms=batch_timeout_ms,
+            fetch_max_wait_ms=fetch_max_wait_ms,
             decoder=_undecoded,
         )
 
     def __call__(self, handler: KeyedHandler[M]) -> KeyedHandler[M]:
         """Register ``handler`` (see the class docstring); returns it unchanged."""
 
-        async def consume(message: KafkaMessage) -> None:
+        async def consume(payload: Any, message: KafkaMessage) -> None:
             await self.settle(message.raw_message, handler)  # type: ignore[arg-type]
 
+        # What the AsyncAPI document says a record of the topic is (FastStream reads the
+        # body parameter's type); the batch itself is never validated as one: each record
+        # is decoded on its own in settle(), where a bad one is dead-lettered alone.
+        consume.__annotations__["payload"] = Annotated[self.model, SkipValidation]
         consume.__name__ = handler.__name__
         consume.__doc__ = handler.__doc__
         self.subscriber(consume)
@@ -613,7 +632,7 @@ class KeyedSubscriber:
             if unacked is None:
                 return
             failures += 1
-            await asyncio.sleep(self.policy._delay(_UNACKED, unacked, failures))
+            await asyncio.sleep(self.policy.pause_before_retry(_UNACKED, unacked, failures))
             pending = [raw for raw in pending if id(raw) in handled]
 
     async def _round(
@@ -630,11 +649,27 @@ class KeyedSubscriber:
                 await handler(event, Record(raw, sends))
                 handled.add(id(raw))
 
-            return await self.policy.attempt(raw, run, failed)
+            with self._span(raw):
+                return await self.policy.attempt(raw, run, failed)
 
         await run_lanes(records, _key, attempt, concurrency=self.concurrency)
         acks = await asyncio.gather(*sends, return_exceptions=True)
         return handled, next((a for a in acks if isinstance(a, BaseException)), None)
+
+    @contextmanager
+    def _span(self, raw: ConsumerRecord[Any, Any]) -> Iterator[None]:
+        """With tracing on, a ``<topic> process`` span per record, continuing the trace
+        its producer sent in the headers: FastStream's span for a batch starts a trace of
+        its own (only linked to the records'), and one couple's nudge should stay one
+        trace from the scheduler to the notifier. What the handler publishes is a child."""
+        if self.tracer is None:
+            yield
+            return
+        carrier = {k: v.decode(errors="replace") for k, v in raw.headers or ()}
+        with self.tracer.start_as_current_span(
+            f"{raw.topic} process", context=extract(carrier), kind=SpanKind.CONSUMER
+        ):
+            yield
 
 
 def _key(raw: ConsumerRecord[Any, Any]) -> Any:

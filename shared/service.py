@@ -48,7 +48,7 @@ from shared.kafka import (
     subscriber,
 )
 from shared.logs import setup_logging
-from shared.ops import Check, Report, consumer_report, ops_routes, run_checks
+from shared.ops import Check, Report, consumer_report, ops_routes, run_checks, tracer_provider
 from shared.redis import StrRedis, make_redis
 from shared.settings import Settings, get_settings
 
@@ -141,9 +141,17 @@ class Service:
             concurrency=self.settings.consumer_concurrency,
             max_records=self.settings.consumer_max_records,
             batch_timeout_ms=self.settings.consumer_batch_timeout_ms,
+            fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
+            tracer=self._tracer(),
         )
         self.subscribers.append(consumer.subscriber)
         return consumer
+
+    def _tracer(self) -> Any:
+        """The service's tracer when tracing is on (``TANDEM_OTLP_ENDPOINT``), else None."""
+        if not self.settings.otlp_endpoint:
+            return None
+        return tracer_provider(self.settings.otlp_endpoint, self.name).get_tracer("tandem.kafka")
 
     def publisher(self, topic: str) -> Any:
         """The publisher of ``topic`` (:func:`shared.kafka.publisher`):

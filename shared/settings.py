@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     consumer_concurrency: int = Field(default=64, ge=1)
     consumer_max_records: int = Field(default=500, ge=1)
     consumer_batch_timeout_ms: int = Field(default=20, ge=1)
+    # How long the broker may hold a fetch that finds nothing new. Kafka answers as soon
+    # as a record arrives anyway; a broker that does not (Tansu) makes this the latency
+    # one hop adds on a quiet evening, so it is short.
+    consumer_fetch_max_wait_ms: int = Field(default=20, ge=1)
 
     # Redis
     redis_url: str = "redis://127.0.0.1:6379/0"
