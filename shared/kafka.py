@@ -1,19 +1,21 @@
 """Kafka wiring: the broker every service builds, topic creation, and the consumer policy.
 
 Consumers are at-least-once: a record's offset is committed only after its handler returned
-(``AckPolicy.NACK_ON_ERROR``). A record that can never be handled is not retried forever:
-it goes to ``<topic>.dlq`` as a :class:`~shared.events.DeadLetter` with a plain reason, and
-the offset moves on. That covers a record that does not decode into its topic's contract
-(:meth:`ConsumerPolicy.decode`: bad JSON, not an object, wrong fields, an unknown
-``schema_version``), one a handler rejects by raising :class:`Poison` (a deck that does
-not exist), and one whose handler keeps raising anything else (a bug, a stored value the
-code cannot handle): that is retried ``TANDEM_HANDLER_MAX_ATTEMPTS`` times, then
-dead-lettered with the exception, so one bad record cannot stall every couple behind it on
-its partition. Only a *transient* failure (:data:`TRANSIENT`: Redis, broker or network
-down, a timeout) is redelivered without limit, after a growing pause
-(:func:`shared.backoff.pause`), so an outage slows a consumer down instead of spinning it
-or dead-lettering healthy records. :class:`ConsumerPolicy` applies all of this, once, for
-every subscriber of every service.
+(``AckPolicy.NACK_ON_ERROR``) -- per record for :func:`subscriber`, per batch, once every
+record of it is settled, for :class:`KeyedSubscriber` (couples handled concurrently, each
+couple's records in order: the consumer every service should use). A record that can never
+be handled is not retried forever: it goes to ``<topic>.dlq`` as a
+:class:`~shared.events.DeadLetter` with a plain reason, and the offset moves on. That covers
+a record that does not decode into its topic's contract (:meth:`ConsumerPolicy.decode`: bad
+JSON, not an object, wrong fields, an unknown ``schema_version``), one a handler rejects by
+raising :class:`Poison` (a deck that does not exist), and one whose handler keeps raising
+anything else (a bug, a stored value the code cannot handle): that is retried
+``TANDEM_HANDLER_MAX_ATTEMPTS`` times, then dead-lettered with the exception, so one bad
+record cannot stall every couple behind it on its partition. Only a *transient* failure
+(:data:`TRANSIENT`: Redis, broker or network down, a timeout) is redelivered without limit,
+after a growing pause (:func:`shared.backoff.pause`), so an outage slows a consumer down
+instead of spinning it or dead-lettering healthy records. :class:`ConsumerPolicy` applies
+all of this, once, for every subscriber of every service.
 """
 
 from __future__ import annotations
@@ -26,9 +28,13 @@ import ssl
 import traceback
 import weakref
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
+from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faststream import AckPolicy, BaseMiddleware
@@ -36,14 +42,17 @@ from faststream.exceptions import IgnoredException
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+from opentelemetry.propagate import extract
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SkipValidation, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import events, topics
 from shared.backoff import pause
 from shared.events import SCHEMA_VERSION, DeadLetter
+from shared.lanes import run_lanes
 from shared.ops import broker_middlewares
 from shared.redaction import mask
 from shared.settings import Settings
@@ -168,6 +177,10 @@ def _security(settings: Settings) -> BaseSecurity | None:
     )
 
 
+PRODUCER_BATCH_BYTES = 512 * 1024
+"""Most bytes a producer batches per partition (below ``max_request_size``, 1 MiB)."""
+
+
 def make_broker(
     settings: Settings, *, service: str, policy: ConsumerPolicy | None = None
 ) -> KafkaBroker:
@@ -183,6 +196,9 @@ def make_broker(
         client_id=f"{settings.kafka_client_id}-{service}",
         acks="all",
         enable_idempotence=settings.kafka_idempotence,
+        # aiokafka keeps one batch per partition in flight; 16 KiB (its default) holds about
+        # ten nudges, so a herd's publishes would wait on the broker ten at a time.
+        max_batch_size=PRODUCER_BATCH_BYTES,
         security=_security(settings),
         logger=logging.getLogger(f"tandem.{service}.faststream"),
         middlewares=middlewares,
@@ -278,6 +294,10 @@ class ConsumerPolicy:
     stall. At most :data:`_TRACKED` records are remembered (the oldest forgotten first),
     so records left behind by a rebalance cannot grow it without bound.
 
+    A :class:`KeyedSubscriber` applies the same policy per record without the middleware
+    (:meth:`attempt`): the tries happen in place, a pause apart, holding back only that
+    record's key, and the batch commits once every record is handled or dead-lettered.
+
     ``dead_letters`` holds the declared ``<topic>.dlq`` publisher of each consumed topic
     (:meth:`declare`); the letters are published through them, so the AsyncAPI document
     lists exactly what the code sends.
@@ -315,113 +335,143 @@ class ConsumerPolicy:
         """FastStream's middleware factory: one :class:`_Policy` per record."""
         return _Policy(msg, context=context, policy=self)
 
+    def decode_record(self, record: ConsumerRecord[Any, Any]) -> BaseModel:
+        """A raw record as its topic's model, or :class:`Undecodable` (as :meth:`decode`)."""
+        model = CONTRACTS[record.topic]
+        try:
+            return model.model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            reason = diagnose(record.value or b"", self.service)
+            if reason is None:
+                reason = f"{model.__name__} invalid: {exc.errors(include_url=False)}"
+            raise Undecodable(reason) from exc
+
     async def handle(self, call_next: Any, message: KafkaMessage, handler: Any) -> Any:
-        """Run the handler on ``message`` under the policy (see the class docstring)."""
+        """Run the handler on ``message`` under the policy (see the class docstring):
+        what returns is committed, what raises is redelivered after a pause."""
         raw: Any = message.raw_message
-        record = (raw.topic, raw.partition, raw.offset)
         try:
             result = await call_next(message)
-        except Poison as exc:
-            reason = "undecodable" if isinstance(exc, Undecodable) else "rejected"
-            await self._settle(message, handler, record, reason=str(exc), kind=reason)
-            return None
         except IgnoredException:
             raise  # FastStream's own flow control (AckMessage, SkipMessage...): not a failure
         except Exception as exc:
-            if is_transient(exc):
-                await self._back_off(handler, "transient failure (%s); redelivering in %.1fs", exc)
+            verdict = self._judge(raw, exc)
+            if isinstance(verdict, _Retry):
+                failures = self._failures[handler] = self._failures.get(handler, 0) + 1
+                await asyncio.sleep(self.pause_before_retry(verdict, exc, failures))
                 raise
-            attempt = self._attempts[record] = self._attempts.get(record, 0) + 1
-            self._attempts.move_to_end(record)
-            while len(self._attempts) > _TRACKED:
-                self._attempts.popitem(last=False)
-            if attempt < self.max_attempts:
-                await self._back_off(
-                    handler,
-                    f"handler failed (attempt {attempt} of {self.max_attempts}, "
-                    f"{raw.topic}/{raw.partition}@{raw.offset}): %s; redelivering in %.1fs",
-                    exc,
-                )
+            try:
+                await self.dead_letter(raw, verdict)
+            except Exception as failed:
+                failures = self._failures[handler] = self._failures.get(handler, 0) + 1
+                await asyncio.sleep(self.pause_before_retry(_UNLETTERED, failed, failures))
                 raise
-            reason = f"handler raised {attempt} times: {describe(exc)}"
-            await self._settle(
-                message,
-                handler,
-                record,
-                reason=reason,
-                kind="handler_error",
-                errors=traceback_tail(exc),
-            )
-            return None
-        self._attempts.pop(record, None)
+            result = None
+        self._forget(raw)
         self._failures.pop(handler, None)
         return result
 
-    async def _settle(
+    async def attempt(
         self,
-        message: KafkaMessage,
-        handler: Any,
-        record: tuple[str, int, int],
-        *,
-        reason: str,
-        kind: str,
-        errors: list[str] | None = None,
-    ) -> None:
-        """Dead-letter ``message`` and forget its attempts, so its offset commits. If the
-        letter cannot be published (the broker is down) the record is redelivered after
-        a pause, as a transient failure, and dead-lettered on the next try."""
+        record: ConsumerRecord[Any, Any],
+        run: Callable[[BaseModel], Awaitable[Any]],
+        failures: int,
+    ) -> float | None:
+        """One try of a keyed consumer (:class:`KeyedSubscriber`) at ``record``: decode it and
+        ``run`` the handler on the event. ``None`` once the record is settled (handled, or
+        dead-lettered), else the pause before the next try; ``failures`` is how many
+        tries of this record failed in a row so far (the pause grows with it)."""
         try:
-            await self.dead_letter(message, reason=reason, kind=kind, errors=errors)
+            await run(self.decode_record(record))
         except Exception as exc:
-            await self._back_off(
-                handler, "dead letter not published (%s); redelivering in %.1fs", exc
+            verdict = self._judge(record, exc)
+            if isinstance(verdict, _Retry):
+                return self.pause_before_retry(verdict, exc, failures + 1)
+            try:
+                await self.dead_letter(record, verdict)
+            except Exception as failed:
+                return self.pause_before_retry(_UNLETTERED, failed, failures + 1)
+        self._forget(record)
+        return None
+
+    def _forget(self, raw: Any) -> None:
+        """The record is settled: its attempts need no counting any more."""
+        self._attempts.pop((raw.topic, raw.partition, raw.offset), None)
+
+    def _judge(self, raw: Any, exc: Exception) -> _Retry | _Letter:
+        """What the policy does about ``exc`` raised for ``raw``: try again, or dead-letter.
+        Counts the attempts of a record whose handler raised something not transient."""
+        record = (raw.topic, raw.partition, raw.offset)
+        if isinstance(exc, Poison):
+            kind = "undecodable" if isinstance(exc, Undecodable) else "rejected"
+            return _Letter(kind, str(exc))
+        if is_transient(exc):
+            return _Retry("transient failure (%s); redelivering in %.1fs")
+        attempt = self._attempts[record] = self._attempts.get(record, 0) + 1
+        self._attempts.move_to_end(record)
+        while len(self._attempts) > _TRACKED:
+            self._attempts.popitem(last=False)
+        if attempt < self.max_attempts:
+            return _Retry(
+                f"handler failed (attempt {attempt} of {self.max_attempts}, "
+                f"{raw.topic}/{raw.partition}@{raw.offset}): %s; redelivering in %.1fs"
             )
-            raise
-        self._attempts.pop(record, None)
-        self._failures.pop(handler, None)
+        reason = f"handler raised {attempt} times: {describe(exc)}"
+        return _Letter("handler_error", reason, traceback_tail(exc))
 
-    async def _back_off(self, handler: Any, message: str, exc: BaseException) -> None:
-        """Log ``exc`` and pause before it is re-raised: longer the more this subscriber
-        failed in a row, so neither an outage nor a failing record spins the consumer."""
-        failures = self._failures[handler] = self._failures.get(handler, 0) + 1
+    def pause_before_retry(self, retry: _Retry, exc: BaseException, failures: int) -> float:
+        """Log ``exc`` and say how long to pause before the next try: longer the more
+        tries failed in a row, so neither an outage nor a failing record spins a consumer."""
         delay = pause(failures, cap=self.max_pause)
-        log.warning(message, describe(exc), delay, exc_info=exc)
-        await asyncio.sleep(delay)
+        log.warning(retry.note, describe(exc), delay, exc_info=exc)
+        return delay
 
-    async def dead_letter(
-        self,
-        message: KafkaMessage,
-        *,
-        reason: str,
-        kind: str = "rejected",
-        errors: list[str] | None = None,
-    ) -> None:
-        """Publish ``message`` to its topic's dead-letter topic, with the reason (and, for
-        a handler that kept raising, where it raised: ``errors``); ``kind`` is the
-        metric's ``reason`` label."""
-        raw: Any = message.raw_message
+    async def dead_letter(self, raw: ConsumerRecord[Any, Any], letter: _Letter) -> None:
+        """Publish the raw record ``raw`` to its topic's dead-letter topic, with the
+        reason (and, for a handler that kept raising, where it raised); the letter's
+        ``kind`` is the metric's ``reason`` label. Raises if the broker did not take it."""
         key = raw.key.decode() if isinstance(raw.key, bytes) else raw.key
-        letter = DeadLetter(
+        body = raw.value if isinstance(raw.value, bytes) else b""
+        dead = DeadLetter(
             source_topic=raw.topic,
             partition=raw.partition,
             offset=raw.offset,
             key=key,
-            payload=message.body.decode(errors="replace"),
-            reason=reason,
+            payload=body.decode(errors="replace"),
+            reason=letter.reason,
             service=self.service,
-            errors=errors or [],
+            errors=list(letter.errors),
         )
-        await self.dead_letters[raw.topic].publish(letter, key=raw.key)
-        DEAD_LETTERS.labels(dlq(raw.topic), self.service, kind).inc()
+        await self.dead_letters[raw.topic].publish(dead, key=raw.key)
+        DEAD_LETTERS.labels(dlq(raw.topic), self.service, letter.kind).inc()
         log.log(
-            logging.ERROR if kind == "handler_error" else logging.WARNING,
+            logging.ERROR if letter.kind == "handler_error" else logging.WARNING,
             "dead-lettered record %s/%s@%s: %s",
             raw.topic,
             raw.partition,
             raw.offset,
-            reason,
-            extra={"topic": raw.topic, "offset": raw.offset, "reason": reason},
+            letter.reason,
+            extra={"topic": raw.topic, "offset": raw.offset, "reason": letter.reason},
         )
+
+
+@dataclass(frozen=True)
+class _Retry:
+    """Try the record again after a pause; ``note`` is the log line (exception, pause)."""
+
+    note: str
+
+
+@dataclass(frozen=True)
+class _Letter:
+    """Dead-letter the record: the metric's ``kind``, the plain reason, where it raised."""
+
+    kind: str
+    reason: str
+    errors: tuple[str, ...] | list[str] = ()
+
+
+_UNLETTERED = _Retry("dead letter not published (%s); redelivering in %.1fs")
 
 
 class _Policy(BaseMiddleware):
@@ -430,6 +480,9 @@ class _Policy(BaseMiddleware):
         self.policy = policy
 
     async def consume_scope(self, call_next: Any, msg: Any) -> Any:
+        if isinstance(msg.raw_message, tuple | list):  # (a list from TestKafkaBroker)
+            # A keyed consumer's batch: the policy applies to each of its records, there.
+            return await call_next(msg)
         # The failure count is per subscriber, as redeliveries are.
         handler = self.context.get_local("handler_") or msg.raw_message.topic
         return await self.policy.handle(call_next, msg, handler)
@@ -449,3 +502,179 @@ def subscriber(broker: KafkaBroker, policy: ConsumerPolicy, *topics: str, group_
         auto_offset_reset="earliest",
         decoder=policy.decode,
     )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Record:
+    """What a keyed handler is given beside its event: where the record came from, and
+    :meth:`publish` for what the handler produces."""
+
+    __slots__ = ("_sends", "key", "offset", "partition", "topic")
+
+    def __init__(self, raw: ConsumerRecord[Any, Any], sends: list[asyncio.Future[Any]]) -> None:
+        self.topic: str = raw.topic
+        self.partition: int = raw.partition
+        self.offset: int = raw.offset
+        self.key: str | None = raw.key.decode() if isinstance(raw.key, bytes) else raw.key
+        self._sends = sends
+
+    async def publish(self, publisher: Any, event: BaseModel, *, key: str) -> None:
+        """Hand ``event``, keyed ``key``, to the producer through ``publisher`` (one of
+        :func:`publisher`) without waiting for the broker's acknowledgement: the batch
+        awaits every acknowledgement together, and commits only once all arrived. Events
+        with one key reach the broker in the order they were published."""
+        ack = await publisher.publish(event, key=key.encode(), no_confirm=True)
+        if ack is not None:  # FastStream's TestKafkaBroker delivers at once, returns None
+            self._sends.append(ack)
+
+
+KeyedHandler = Callable[[M, Record], Awaitable[None]]
+
+
+async def _undecoded(message: Any) -> None:
+    """A keyed consumer's decoder: none for the batch; each record is decoded on its own
+    (:meth:`ConsumerPolicy.decode_record`), so one bad record cannot fail the others."""
+    return None
+
+
+class KeyedSubscriber:
+    """Tandem's consumer: records of different keys (couples) handled concurrently, each
+    key's records in order, offsets committed per batch, :class:`ConsumerPolicy` per record.
+
+    How a service registers a handler (``Service.keyed_subscriber`` builds this with the
+    service's settings)::
+
+        ready = service.publisher(topics.NUDGE_READY)
+
+        @service.keyed_subscriber(topics.RITUAL_DUE, group_id="content")
+        async def on_ritual_due(due: RitualDue, record: Record) -> None:
+            nudge = ...                      # raise Poison for a record no retry can fix
+            await record.publish(ready, nudge, key=due.couple_id)
+
+    The handler gets the record decoded into its topic's model (:data:`CONTRACTS`) and its
+    :class:`Record`; it publishes through :meth:`Record.publish` (no per-record wait for
+    the broker). It may run concurrently with itself for other keys, never for one key.
+
+    Promises, per batch (FastStream's batch subscriber: aiokafka ``getmany``, at most
+    ``max_records``, handed over as soon as any record is there -- a lone record is not
+    held back to fill a batch; ``batch_timeout_ms`` is only how long an idle poll waits,
+    ``fetch_max_wait_ms`` how long the broker may hold a fetch that finds nothing):
+
+    * the records are split by Kafka key into lanes (:func:`shared.lanes.run_lanes`): a
+      key's records one after another in offset order, at most ``concurrency`` handler
+      calls at once;
+    * each record is settled under :meth:`ConsumerPolicy.attempt`: handled, or
+      dead-lettered (undecodable, :class:`Poison`, or still failing after
+      ``max_attempts`` tries), or retried in place after a pause -- a transient failure
+      without limit -- holding back its own key only;
+    * the offsets are committed only once every record is settled and every output the
+      handlers published is acknowledged; if an acknowledgement fails, the handled
+      records are handled again (in order, after a pause) until their outputs are taken.
+      A crash before the commit redelivers the whole batch: at-least-once, per record.
+    """
+
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        policy: ConsumerPolicy,
+        topic: str,
+        *,
+        group_id: str,
+        concurrency: int = 64,
+        max_records: int = 500,
+        batch_timeout_ms: int = 20,
+        fetch_max_wait_ms: int = 20,
+        tracer: Any = None,
+    ) -> None:
+        policy.declare(broker, topic)
+        self.policy = policy
+        self.model = CONTRACTS[topic]
+        self.concurrency = concurrency
+        self.tracer = tracer
+        self.subscriber: Any = broker.subscriber(
+            topic,
+            group_id=group_id,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            auto_offset_reset="earliest",
+            batch=True,
+            max_records=max_records,
+            batch_timeout_ms=batch_timeout_ms,
+            fetch_max_wait_ms=fetch_max_wait_ms,
+            decoder=_undecoded,
+        )
+
+    def __call__(self, handler: KeyedHandler[M]) -> KeyedHandler[M]:
+        """Register ``handler`` (see the class docstring); returns it unchanged."""
+
+        async def consume(payload: Any, message: KafkaMessage) -> None:
+            await self.settle(message.raw_message, handler)  # type: ignore[arg-type]
+
+        # What the AsyncAPI document says a record of the topic is (FastStream reads the
+        # body parameter's type); the batch itself is never validated as one: each record
+        # is decoded on its own in settle(), where a bad one is dead-lettered alone.
+        consume.__annotations__["payload"] = Annotated[self.model, SkipValidation]
+        consume.__name__ = handler.__name__
+        consume.__doc__ = handler.__doc__
+        self.subscriber(consume)
+        return handler
+
+    async def settle(
+        self, records: Sequence[ConsumerRecord[Any, Any]], handler: KeyedHandler[Any]
+    ) -> None:
+        """Return once every record of the batch is settled and every output acknowledged
+        (the class docstring's promises); the caller then commits."""
+        pending = list(records)
+        failures = 0
+        while pending:
+            handled, unacked = await self._round(pending, handler)
+            if unacked is None:
+                return
+            failures += 1
+            await asyncio.sleep(self.policy.pause_before_retry(_UNACKED, unacked, failures))
+            pending = [raw for raw in pending if id(raw) in handled]
+
+    async def _round(
+        self, records: list[ConsumerRecord[Any, Any]], handler: KeyedHandler[Any]
+    ) -> tuple[set[int], BaseException | None]:
+        """Settle ``records`` in lanes, then await their outputs' acknowledgements together.
+        Returns the ids of the records the handler handled (not dead-lettered) and the
+        first failed acknowledgement, if any."""
+        sends: list[asyncio.Future[Any]] = []
+        handled: set[int] = set()
+
+        async def attempt(raw: ConsumerRecord[Any, Any], failed: int) -> float | None:
+            async def run(event: BaseModel) -> None:
+                await handler(event, Record(raw, sends))
+                handled.add(id(raw))
+
+            with self._span(raw):
+                return await self.policy.attempt(raw, run, failed)
+
+        await run_lanes(records, _key, attempt, concurrency=self.concurrency)
+        acks = await asyncio.gather(*sends, return_exceptions=True)
+        return handled, next((a for a in acks if isinstance(a, BaseException)), None)
+
+    @contextmanager
+    def _span(self, raw: ConsumerRecord[Any, Any]) -> Iterator[None]:
+        """With tracing on, a ``<topic> process`` span per record, continuing the trace
+        its producer sent in the headers: FastStream's span for a batch starts a trace of
+        its own (only linked to the records'), and one couple's nudge should stay one
+        trace from the scheduler to the notifier. What the handler publishes is a child."""
+        if self.tracer is None:
+            yield
+            return
+        carrier = {k: v.decode(errors="replace") for k, v in raw.headers or ()}
+        with self.tracer.start_as_current_span(
+            f"{raw.topic} process", context=extract(carrier), kind=SpanKind.CONSUMER
+        ):
+            yield
+
+
+def _key(raw: ConsumerRecord[Any, Any]) -> Any:
+    """A record's lane: its Kafka key (the couple id); keyless records share one lane."""
+    return raw.key
+
+
+_UNACKED = _Retry("an output was not acknowledged (%s); handling the batch again in %.1fs")

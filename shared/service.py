@@ -7,9 +7,10 @@
   (:class:`faststream.asgi.AsgiFastStream`) serving ``/healthz``, ``/readyz`` and
   ``/metrics`` (:func:`shared.ops.ops_routes`), plus whatever :meth:`Service.mount` hands
   it (the scheduler's API).
-* :meth:`Service.subscriber` and :meth:`Service.publisher`: consumers with Tandem's
-  policy and typed handlers, publishers declared once with their payload model and called
-  at run time, so the AsyncAPI document is the code's.
+* :meth:`Service.keyed_subscriber` (couples concurrently, each in order, a commit per
+  batch), :meth:`Service.subscriber` (one record at a time) and :meth:`Service.publisher`:
+  consumers with Tandem's policy and typed handlers, publishers declared once with their
+  payload model and called at run time, so the AsyncAPI document is the code's.
 * :attr:`Service.checks`: readiness, one contract for all (:func:`shared.ops.run_checks`):
   ``redis``, ``kafka`` and ``consumers`` for everyone; a service may refine or add some.
 * :meth:`Service.loop`: a background task run while the service runs (the notifier's
@@ -38,9 +39,16 @@ import uvicorn
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 
-from shared.kafka import ConsumerPolicy, ensure_topics, make_broker, publisher, subscriber
+from shared.kafka import (
+    ConsumerPolicy,
+    KeyedSubscriber,
+    ensure_topics,
+    make_broker,
+    publisher,
+    subscriber,
+)
 from shared.logs import setup_logging
-from shared.ops import Check, Report, consumer_report, ops_routes, run_checks
+from shared.ops import Check, Report, consumer_report, ops_routes, run_checks, tracer_provider
 from shared.redis import StrRedis, make_redis
 from shared.settings import Settings, get_settings
 
@@ -113,6 +121,37 @@ class Service:
         consumer = subscriber(self.broker, self.policy, *topics, group_id=group_id)
         self.subscribers.append(consumer)
         return consumer
+
+    def keyed_subscriber(self, topic: str, *, group_id: str) -> KeyedSubscriber:
+        """Tandem's consumer of ``topic`` (:class:`shared.kafka.KeyedSubscriber`): couples
+        handled concurrently, each couple's records in order, one commit per batch, the
+        policy per record; bounded by ``TANDEM_CONSUMER_CONCURRENCY`` and
+        ``TANDEM_CONSUMER_MAX_RECORDS``. Register the handler by decorating it::
+
+            @service.keyed_subscriber(topics.RITUAL_DUE, group_id="content")
+            async def on_ritual_due(due: RitualDue, record: Record) -> None:
+                await record.publish(ready, nudge, key=due.couple_id)
+
+        Watched by readiness and metrics like :meth:`subscriber`."""
+        consumer = KeyedSubscriber(
+            self.broker,
+            self.policy,
+            topic,
+            group_id=group_id,
+            concurrency=self.settings.consumer_concurrency,
+            max_records=self.settings.consumer_max_records,
+            batch_timeout_ms=self.settings.consumer_batch_timeout_ms,
+            fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
+            tracer=self._tracer(),
+        )
+        self.subscribers.append(consumer.subscriber)
+        return consumer
+
+    def _tracer(self) -> Any:
+        """The service's tracer when tracing is on (``TANDEM_OTLP_ENDPOINT``), else None."""
+        if not self.settings.otlp_endpoint:
+            return None
+        return tracer_provider(self.settings.otlp_endpoint, self.name).get_tracer("tandem.kafka")
 
     def publisher(self, topic: str) -> Any:
         """The publisher of ``topic`` (:func:`shared.kafka.publisher`):

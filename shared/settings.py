@@ -36,6 +36,17 @@ class Settings(BaseSettings):
     # between, then dead-lettered to <topic>.dlq with the exception, so the couples behind
     # it on its partition are not held up. Transient failures retry without limit.
     handler_max_attempts: int = Field(default=3, ge=1)
+    # Keyed consumers (shared.kafka.KeyedSubscriber): at most this many handler calls in
+    # flight at once per consumer (different couples; one couple's records stay in order),
+    # at most this many records per batch (one commit each), and how long an idle poll
+    # waits for records (a record that arrives is handed over at once, never held back).
+    consumer_concurrency: int = Field(default=64, ge=1)
+    consumer_max_records: int = Field(default=500, ge=1)
+    consumer_batch_timeout_ms: int = Field(default=20, ge=1)
+    # How long the broker may hold a fetch that finds nothing new. Kafka answers as soon
+    # as a record arrives anyway; a broker that does not (Tansu) makes this the latency
+    # one hop adds on a quiet evening, so it is short.
+    consumer_fetch_max_wait_ms: int = Field(default=20, ge=1)
 
     # Redis
     redis_url: str = "redis://127.0.0.1:6379/0"

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -222,3 +225,124 @@ async def watching(settings: Settings) -> AsyncIterator[Outcomes]:
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     await consumer.topics()
     return consumer.partitions_for_topic(topic) or set()
+
+
+class HttpSink:
+    """A fast HTTP/1.1 provider stand-in on 127.0.0.1 (its own thread and event loop):
+    answers every request 200 after ``delay`` seconds (``None``: never -- a provider that
+    hangs), keeps connections alive, and counts what it saw -- requests, the TCP
+    connections they came on (so keep-alive reuse is observable), and the most requests
+    it had in flight at once."""
+
+    def __init__(self, *, delay: float | None = 0.0) -> None:
+        self.delay = delay
+        self.port = 0
+        self.connections = 0
+        self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.paths: list[str] = []
+        self.titles: list[str] = []
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="http-sink", daemon=True)
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    def start(self) -> HttpSink:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        """Close the server and every connection (a hanging answer included), then the loop."""
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+
+    def json_url(self, address: str) -> str:
+        return f"json://127.0.0.1:{self.port}/{address}"
+
+    def ntfy_url(self, topic: str) -> str:
+        return f"ntfy://127.0.0.1:{self.port}/{topic}"
+
+    @property
+    def allow(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "requests": self.requests,
+            "connections": self.connections,
+            "max_in_flight": self.max_in_flight,
+        }
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024)
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+        try:
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+                headers = dict(
+                    (name.strip().lower(), value.strip())
+                    for name, _, value in (line.partition(":") for line in head[1:])
+                )
+                length = int(headers.get("content-length") or 0)
+                body = await reader.readexactly(length) if length else b""
+                self.requests += 1
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                try:
+                    await self._answer(head[0], body, writer)
+                finally:
+                    self.in_flight -= 1
+                if headers.get("connection", "").lower() == "close":
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    async def _answer(self, request_line: str, body: bytes, writer: asyncio.StreamWriter) -> None:
+        if self.delay is None:
+            await asyncio.Event().wait()  # hang until the client gives up
+        elif self.delay:
+            await asyncio.sleep(self.delay)
+        try:
+            payload = json.loads(body) if body else {}
+        except ValueError:
+            payload = {}
+        path = request_line.split(" ")[1] if " " in request_line else ""
+        topic = payload.get("topic") if isinstance(payload, dict) else None
+        self.paths.append(str(topic) if topic else path.lstrip("/"))
+        self.titles.append(str(payload.get("title", "")) if isinstance(payload, dict) else "")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+
+    def wait_for(self, count: int, within: float = 30.0) -> None:
+        """Block until ``count`` requests were answered (TimeoutError after ``within``)."""
+        deadline = time.monotonic() + within
+        while len(self.paths) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"sink saw {len(self.paths)} of {count} requests")
+            time.sleep(0.02)

@@ -15,16 +15,23 @@ Promises:
 * Concurrent choices for different keys of one couple and deck never hand out the same
   prompt: the commit is a compare-and-set on the history (a Lua script), retried with the
   history the script returns when another replica got there first.
-* Usually two round trips per event (read; commit), one when the choice already exists.
+* Usually two round trips per event (read; commit), one when the choice already exists,
+  each shared with every other pick under way (:class:`shared.coalesce.Coalescer`): a
+  batch of couples costs two pipelines, not two round trips per couple. The commit is
+  sent as ``EVAL`` (Redis caches the compiled script), so a Redis restart that forgot
+  the script cannot fail a pipeline with ``NOSCRIPT``.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from services.content.choosing import Choice, DeckHistory, choose
 from services.content.decks import Deck, DeckPrompt
+from shared.coalesce import Coalescer
 from shared.redis import Keys, StrRedis
 
 CHOICE_TTL = 30 * 86400
@@ -42,6 +49,10 @@ redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[5])
 return {0, ARGV[3]}
 """
+
+
+def _commit(pipe: Any, *, keys: tuple[str, str], args: tuple[object, ...]) -> None:
+    pipe.eval(_COMMIT, len(keys), *keys, *args)
 
 
 class Contention(RuntimeError):
@@ -95,7 +106,8 @@ class ContentStore:
         self.choice_ttl = choice_ttl
         self.history_ttl = history_ttl
         self.max_attempts = max_attempts
-        self._commit = redis.register_script(_COMMIT)
+        # Concurrent picks (a keyed consumer's batch) share their round trips.
+        self._batch = Coalescer(redis)
 
     def choice_key(self, couple_id: str, key: str) -> str:
         return self.keys("content", "choice", f"{{{couple_id}}}", key)
@@ -110,24 +122,23 @@ class ContentStore:
         """The prompt for selection ``key``: the remembered one, else a new choice."""
         choice_key = self.choice_key(couple_id, key)
         history_key = self.history_key(couple_id, deck.id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.get(choice_key)
-            pipe.get(history_key)
-            chosen, raw_history = await pipe.execute()
+        chosen, raw_history = await self._batch.run(
+            lambda pipe: (pipe.get(choice_key), pipe.get(history_key))
+        )
         if chosen is not None:
             return Picked(_load_prompt(chosen), fresh=False)
         expected = raw_history or ""
         for _ in range(self.max_attempts):
             choice: Choice = choose(deck, load_history(expected), couple_id=couple_id, key=key)
-            status, value = await self._commit(
-                keys=[choice_key, history_key],
-                args=[
-                    expected,
-                    dump_history(choice.history),
-                    _dump_prompt(choice.prompt),
-                    self.choice_ttl,
-                    self.history_ttl,
-                ],
+            args = (
+                expected,
+                dump_history(choice.history),
+                _dump_prompt(choice.prompt),
+                self.choice_ttl,
+                self.history_ttl,
+            )
+            [(status, value)] = await self._batch.run(
+                partial(_commit, keys=(choice_key, history_key), args=args)
             )
             if int(status) == 0:
                 return Picked(choice.prompt, fresh=True)

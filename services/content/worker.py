@@ -16,9 +16,10 @@ By ``purpose``:
 
 Promises:
 
-* At-least-once: the nudge is published before the handler returns, and the offset is
-  committed only after that; a crash in between re-sends the same nudge (the notifier
-  dedupes by occurrence id).
+* At-least-once: the nudge is acknowledged by the broker before the record's offset is
+  committed (per batch: ``shared.kafka.KeyedSubscriber``); a crash in between re-sends
+  the same nudge (the notifier dedupes by occurrence id). Couples are handled
+  concurrently, each couple's records in order.
 * A record that can never work (malformed JSON, an unknown ``schema_version``, a deck that
   does not exist, no recipients, a summary without its numbers) goes to ``ritual.due.dlq``
   with the reason and the consumer moves on; anything else (Redis down) is redelivered
@@ -39,7 +40,7 @@ from services.content.metrics import PROMPTS
 from services.content.store import ContentStore
 from shared import topics
 from shared.events import NudgeReady, RitualDue
-from shared.kafka import Poison
+from shared.kafka import Poison, Record
 from shared.links import action_links
 from shared.redis import Keys, StrRedis
 from shared.service import Service
@@ -137,12 +138,12 @@ def build(
     )
     ready = service.publisher(topics.NUDGE_READY)
 
-    @service.subscriber(topics.RITUAL_DUE, group_id=GROUP_ID)
-    async def on_ritual_due(due: RitualDue) -> None:
-        """One ``nudge.ready`` per ``ritual.due``, keyed by couple, published before the
+    @service.keyed_subscriber(topics.RITUAL_DUE, group_id=GROUP_ID)
+    async def on_ritual_due(due: RitualDue, record: Record) -> None:
+        """One ``nudge.ready`` per ``ritual.due``, keyed by couple, acknowledged before the
         record is committed; :class:`Poison` for a record no retry can fix."""
         nudge = await content.nudge(due)
-        await ready.publish(nudge, key=due.couple_id.encode())
+        await record.publish(ready, nudge, key=due.couple_id)
         PROMPTS.labels(nudge.prompt.deck).inc()
         log.debug("nudge ready", extra=_ids(due, nudge))
 

@@ -19,7 +19,11 @@ Apprise's documented dictionary form of a URL, so the header reaches ntfy byte f
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -29,8 +33,10 @@ from apprise import Apprise, AppriseAsset
 from apprise.plugins import NotifyBase, url_to_dict
 from apprise.result import AppriseResult, AppriseResultStatus
 
+from services.notifier import keepalive, limits
+from services.notifier.clients import ChannelKey, ClientCache
 from services.notifier.render import NTFY_SCHEMES
-from shared.egress import EgressPolicy, capped, local_schema
+from shared.egress import EgressPolicy, capped, local_schema, network_hosts
 from shared.redaction import mask, remember, url_secrets
 
 log = logging.getLogger("tandem.notifier.channels")
@@ -96,7 +102,9 @@ def _errors(result: AppriseResult, limit: int = 400) -> str:
 
 
 class Channels:
-    """Builds one Apprise service per send and delivers through it, asynchronously."""
+    """Delivers through Apprise: loaded services reused per channel (:mod:`.clients`),
+    connections kept alive (:mod:`.keepalive`), sends bounded per provider host and
+    overall (:mod:`.limits`), each run in the notifier's own send thread pool."""
 
     def __init__(
         self,
@@ -105,6 +113,8 @@ class Channels:
         read_timeout: float,
         plugins_dir: Path | None = None,
         egress: EgressPolicy | None = None,
+        per_host: int = limits.PER_HOST,
+        overall: int = limits.OVERALL,
     ) -> None:
         # Where a send may connect (shared/egress.py); default: no exceptions.
         self.egress = egress or EgressPolicy()
@@ -115,39 +125,37 @@ class Channels:
         # the in-flight lease sized from these numbers -- far longer than the socket
         # timeouts we promised.
         self.send_timeout = connect_timeout + read_timeout + 1.0
+        # The longest a send() can take: waiting for a slot of a busy provider host (at
+        # most send_timeout, then it fails without sending), then the send itself.
+        self.longest_send = 2 * self.send_timeout
         paths = [str(plugins_dir)] if plugins_dir else None
         if plugins_dir and not plugins_dir.is_dir():
             log.warning("plugins dir %s does not exist; no custom channels loaded", plugins_dir)
         # plugin_paths makes Apprise import every @notify file there, once, at start-up.
-        self.asset = AppriseAsset(
-            plugin_paths=paths, async_mode=True, service_timeout=self.send_timeout
-        )
+        # Synchronous mode without a service timeout: Apprise then runs the plugin in the
+        # calling thread -- one of ours, below -- instead of handing it on to its own
+        # shared pool (a second thread hop, and a pool of cpu+4 threads that one hanging
+        # provider could fill). The hard timeout is ours (send()).
+        self.asset = AppriseAsset(plugin_paths=paths, async_mode=False, service_timeout=0)
+        self.clients = ClientCache()
+        self.limits = limits.SendLimits(per_host=per_host, overall=overall)
+        # One thread per overall slot: a send holds its slot until its thread is free.
+        self._pool = ThreadPoolExecutor(max_workers=overall, thread_name_prefix="tandem-send")
 
     def _instantiate(self, url: str, buttons: str | None) -> NotifyBase | None:
+        """A loaded service for ``url``, with the deployment's socket timeouts and without
+        Apprise's throttle; None if Apprise cannot load it."""
         if buttons is None:
-            return Apprise.instantiate(url, asset=self.asset)
-        results = url_to_dict(url, secure_logging=self.asset.secure_logging)
-        if results is None:
+            service = Apprise.instantiate(url, asset=self.asset)
+        else:
+            results = url_to_dict(url, secure_logging=self.asset.secure_logging)
+            if results is None:
+                return None
+            if results.get("schema") in NTFY_SCHEMES and not results.get("actions"):
+                results["actions"] = buttons  # an integrator's own ?actions= wins
+            service = Apprise.instantiate(results, asset=self.asset)
+        if not isinstance(service, NotifyBase):
             return None
-        if results.get("schema") in NTFY_SCHEMES and not results.get("actions"):
-            results["actions"] = buttons  # an integrator's own ?actions= wins
-        return Apprise.instantiate(results, asset=self.asset)
-
-    async def send(
-        self, url: str, *, title: str, body: str, buttons: str | None = None
-    ) -> SendResult:
-        """Send ``title``/``body`` to ``url``; never raises for a delivery problem.
-
-        ``buttons``: ntfy's ``X-Actions`` value (``render.ntfy_actions``); used only by an
-        ntfy channel, ignored by any other.
-        """
-        refused = local_schema(url)
-        if refused:
-            return SendResult(Outcome.FAILED, f"egress policy: {refused}")
-        remember(url)  # Apprise logs topics and numbers; the log filter now masks them
-        service = self._instantiate(url, buttons)
-        if service is None:
-            return SendResult(Outcome.FAILED, "unsupported or invalid channel URL")
         query = parse_qs(urlsplit(url).query)
         # cto/rto: an integrator's explicit URL values, at most the deployment's (egress).
         cto = service.socket_connect_timeout if "cto" in query else None
@@ -155,29 +163,117 @@ class Channels:
         service.socket_connect_timeout = capped(cto, self.connect_timeout)
         service.socket_read_timeout = capped(rto, self.read_timeout)
         # Apprise's throttle (5.5 s between requests for most plugins) is a time.sleep()
-        # inside its shared worker pool, keyed on the service instance. We build one
-        # instance per send, so it could only ever slow a multi-target URL -- and under a
-        # burst every sleeping thread is a send that isn't happening, which also skews the
-        # two partners of a together nudge apart. Provider rate limits surface as failures
-        # and go through our own backoff instead.
+        # keyed on the service instance: with one instance reused for a channel it would
+        # space out a couple's nudges, and under a burst every sleeping thread is a send
+        # that isn't happening. Provider rate limits surface as failures and go through
+        # our own backoff instead.
         service.request_rate_per_sec = 0
         # Apprise's own per-service retry stays at the URL's value (default 0): our retries
         # go through the delay queue so they never hold a Kafka partition.
-        apobj = Apprise(asset=self.asset)
-        apobj.add(service)
-        # Every connection the plugin makes is checked on its resolved address (egress).
-        with self.egress.guarded() as guard:
-            try:
-                result = await apobj.async_notify(body=body, title=title, timeout=self.send_timeout)
-            except Exception as exc:  # a plugin bug must not kill the consumer
-                return SendResult(Outcome.FAILED, f"{type(exc).__name__} in channel plugin")
+        return service
+
+    async def send(
+        self,
+        url: str,
+        *,
+        title: str,
+        body: str,
+        buttons: str | None = None,
+        channel: ChannelKey | None = None,
+    ) -> SendResult:
+        """Send ``title``/``body`` to ``url``; never raises for a delivery problem.
+
+        ``buttons``: ntfy's ``X-Actions`` value (``render.ntfy_actions``); used only by an
+        ntfy channel, ignored by any other. ``channel``: (couple id, channel id) of
+        ``url``, under which its loaded service is reused (:mod:`.clients`).
+        """
+        refused = local_schema(url)
+        if refused:
+            return SendResult(Outcome.FAILED, f"egress policy: {refused}")
+        remember(url)  # Apprise logs topics and numbers; the log filter now masks them
+        service = self.clients.get(
+            channel if buttons is None else None, url, lambda: self._instantiate(url, buttons)
+        )
+        if service is None:
+            return SendResult(Outcome.FAILED, "unsupported or invalid channel URL")
+        try:
+            # Bounded, so a send never outlives the in-flight lease sized from longest_send.
+            release = await asyncio.wait_for(
+                self.limits.acquire(provider_host(url, service)), self.send_timeout
+            )
+        except TimeoutError:  # nothing was sent: a definite failure, the next channel may go
+            return SendResult(Outcome.FAILED, "provider busy: no send slot free in time")
+        return _scrub(await self._notify(service, title, body, release), url)
+
+    async def _notify(
+        self, service: NotifyBase, title: str, body: str, release: Callable[[], None]
+    ) -> SendResult:
+        # Every connection the plugin makes is checked on its resolved address (egress);
+        # both context variables travel into the send thread with the copied context.
+        with self.egress.guarded() as guard, keepalive.pooled():
+            context = contextvars.copy_context()
+        try:
+            work = asyncio.get_running_loop().run_in_executor(
+                self._pool, context.run, _notify_in_thread, service, title, body
+            )
+        except BaseException:
+            release()
+            raise
+        # The slot is the thread's: given back when it is free, even if we stop waiting.
+        work.add_done_callback(lambda _: release())
+        try:
+            # shield: a timeout (or a cancelled caller) stops our wait, not the thread, which
+            # the socket timeouts bound; its result is then closed when it comes.
+            result = await asyncio.wait_for(asyncio.shield(work), self.send_timeout)
+        except (TimeoutError, asyncio.CancelledError) as stopped:
+            work.add_done_callback(_close_late)
+            if isinstance(stopped, asyncio.CancelledError):
+                raise
+            return SendResult(
+                Outcome.UNKNOWN, f"timeout: no answer within {self.send_timeout:.0f}s"
+            )
+        if isinstance(result, Exception):  # a plugin bug must not kill the consumer
+            return SendResult(Outcome.FAILED, f"{type(result).__name__} in channel plugin")
         try:
             if guard.refused:  # nothing left the process: a definite failure
-                return _scrub(SendResult(Outcome.FAILED, guard.describe()), url)
-            rto = service.socket_read_timeout
-            return _scrub(classify(result, read_timeout=rto), url)
+                return SendResult(Outcome.FAILED, guard.describe())
+            return classify(result, read_timeout=service.socket_read_timeout)
         finally:
             result.close()
+
+    def close(self) -> None:
+        """Stop the send threads (after their current sends) and drop loaded services."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.clients.clear()
+
+
+def _close_late(work: asyncio.Future[AppriseResult | Exception]) -> None:
+    """Close the result of a send we stopped waiting for, once its thread is done."""
+    result = None if work.cancelled() else work.result()
+    if isinstance(result, AppriseResult):
+        result.close()
+
+
+def _notify_in_thread(service: NotifyBase, title: str, body: str) -> AppriseResult | Exception:
+    """Run in a send thread: one Apprise call to ``service``; an exception is returned,
+    not raised, so the caller can tell a plugin bug from a delivery outcome."""
+    try:
+        apobj = Apprise(asset=service.asset)
+        apobj.add(service)
+        return apobj.notify(body=body, title=title)
+    except Exception as exc:
+        return exc
+
+
+def provider_host(url: str, service: NotifyBase) -> str:
+    """What a send's concurrency is bounded by: the network host and port the service
+    connects to, or, for a hosted service reached through Apprise's fixed endpoint (no
+    host in the URL), its schema."""
+    hosts = network_hosts(service)
+    if hosts:
+        host, port = hosts[0]
+        return f"{host}:{port}"
+    return url.split("://", 1)[0].lower()
 
 
 def _scrub(result: SendResult, url: str) -> SendResult:
@@ -185,6 +281,8 @@ def _scrub(result: SendResult, url: str) -> SendResult:
     any phone number or e-mail address (:func:`shared.redaction.mask`), out of an error
     text meant for logs/events."""
     error = result.error
+    if not error:  # a delivery: nothing to scrub (and mask() may recompile its pattern)
+        return result
     for secret in sorted(url_secrets(url), key=len, reverse=True):
         error = error.replace(secret, "***")
     error = mask(error)

@@ -22,7 +22,12 @@ What each channel shows -- the long body on e-mail, the action links as ntfy but
 lines of text (all three on e-mail and push, at most "done" on SMS) -- is :mod:`.render`'s.
 
 Partners of a ``together`` nudge go through steps 2-4 side by side (asyncio.gather, with
-the Redis preparation done for both before either send starts) so they buzz together.
+the Redis preparation done for both, in one round trip, before either send starts; each
+send in its own thread) so they buzz together. Many nudges run at once (different couples
+from the keyed consumer, and delay-queue jobs; at most :data:`MAX_RUNS`). Receipts are
+handed to the producer without waiting for the broker; a run waits for all of its
+acknowledgements together before it returns (so before its record is committed or its job
+acked).
 
 Timeouts. Apprise's TIMEOUT means we stopped waiting, not that the provider refused; the
 message may have landed. We count it as a failed attempt and retry the SAME channel after
@@ -33,7 +38,8 @@ gives a slow provider time to recover. A rare duplicate on a provider timeout is
 
 Guarantee: at least once per partner, with duplicates confined to two narrow windows --
 the provider accepted but we timed out (above), or the process died between the provider
-accepting and the ``sent`` mark in Redis (one Redis round trip after the HTTP response).
+accepting and the ``sent`` mark in Redis (one Redis round trip after the HTTP response) --
+for each send in flight at that moment, so at most as many as run at once.
 Everything else (a redelivered record, a second replica, a replayed dead letter, the same
 nudge published twice) is absorbed by the ledger in :mod:`.store`.
 """
@@ -43,7 +49,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -53,7 +61,7 @@ from services.notifier import metrics
 from services.notifier.channels import Channels, Outcome
 from services.notifier.quiet_hours import group_by_release, release_times
 from services.notifier.render import Rendered, has_buttons, render
-from services.notifier.store import ClaimedJob, Job, NotifierStore
+from services.notifier.store import Claim, ClaimedJob, Job, NotifierStore
 from shared.backoff import pause, retry_delay
 from shared.events import (
     ChannelRef,
@@ -71,9 +79,21 @@ from shared.vault import Vault
 
 log = logging.getLogger("tandem.notifier")
 
-Publish = Callable[[BaseModel, str, str], Awaitable[None]]  # (event, topic, key)
+# (event, topic, key) -> the broker's acknowledgement, still to come: publishing hands the
+# record to the producer's batch and returns without waiting for the broker.
+Publish = Callable[[BaseModel, str, str], Awaitable[Awaitable[object]]]
+
+# The acknowledgements owed by the current run (see Delivery._receipts_sent).
+_PENDING: ContextVar[list[Awaitable[object]] | None] = ContextVar("notifier_pending", default=None)
 
 SERVICE = "notifier"
+
+# Deliveries (Kafka records and delay-queue jobs together) in progress at once, per
+# process. Each holds at most two Redis connections at a time (its partners side by
+# side), so this keeps the notifier well inside its Redis pool (redis-py's default of 100
+# connections, beyond which a command fails instead of waiting); the sends themselves
+# are bounded further, per provider host and overall, in channels.py.
+MAX_RUNS = 32
 
 
 @dataclass
@@ -100,6 +120,7 @@ class Delivery:
     publish: Publish
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     rng: random.Random = field(default_factory=random.Random)
+    runs: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_RUNS))
 
     # -- entry points ------------------------------------------------------------------
     async def handle(self, nudge: NudgeReady, *, partition: int | None, offset: int | None) -> None:
@@ -117,18 +138,62 @@ class Delivery:
 
     async def run(self, job: Job, claimed: ClaimedJob | None = None) -> None:
         """Carry ``job`` one step: send what is due, (re)schedule what is not. When
-        ``claimed`` (from the delay queue) the job is acked or rescheduled in place."""
+        ``claimed`` (from the delay queue) the job is acked or rescheduled in place.
+        Returns once every event it published is acknowledged by the broker."""
+        async with self.runs, self._receipts_sent():
+            done = await self._run(job, claimed)
+        # Only on a clean finish, receipts included: if anything raised, a claimed job
+        # stays claimed and comes due again when its lease ends (and a Kafka record is
+        # redelivered).
+        if claimed is not None and done:
+            await self.store.ack(claimed)
+
+    @asynccontextmanager
+    async def _receipts_sent(self) -> AsyncIterator[None]:
+        """Collect the acknowledgements of what is published inside, and wait for them
+        all, together, on the way out -- receipts go out without a broker round trip each,
+        yet nothing returns (and so no record is committed, no job acked) before every
+        receipt it owes is safely in Kafka. Nested uses share the outermost's list."""
+        if _PENDING.get() is not None:
+            yield
+            return
+        pending: list[Awaitable[object]] = []
+        token = _PENDING.set(pending)
+        try:
+            yield
+        finally:
+            _PENDING.reset(token)
+            # Even on an error: a record handed to the producer is not taken back.
+            outcome = await asyncio.gather(*pending, return_exceptions=True)
+        failed = next((r for r in outcome if isinstance(r, BaseException)), None)
+        if failed is not None:
+            raise failed
+
+    async def _emit(self, event: BaseModel, topic: str, key: str) -> None:
+        """Publish ``event``; its acknowledgement is awaited by the enclosing run."""
+        ack = await self.publish(event, topic, key)
+        pending = _PENDING.get()
+        if pending is None:
+            await ack
+        else:
+            pending.append(ack)
+
+    async def _run(self, job: Job, claimed: ClaimedJob | None) -> bool:
+        """:meth:`run`'s step; True if a claimed job is finished (to be acked), False if
+        it was rescheduled in place."""
         nudge = job.nudge
-        if not await self.vault.exists(nudge.couple_id):
+        # One round trip for both vault reads (concurrent, on two pooled connections).
+        exists, paused = await asyncio.gather(
+            self.vault.exists(nudge.couple_id), self.vault.is_paused(nudge.couple_id)
+        )
+        if not exists:
             log.warning(
                 "couple %s no longer exists; dropping nudge %s",
                 nudge.couple_id,
                 nudge.occurrence_id,
                 extra=_ids(nudge),
             )
-            if claimed is not None:
-                await self.store.ack(claimed)
-            return
+            return True
         recipients = [r for r in nudge.recipients if r.id in job.partners]
         now = self.clock()
         times = release_times(
@@ -150,14 +215,11 @@ class Delivery:
             )
             hold = job.model_copy(update={"partners": partner_ids, "reason": "hold"})
             rescheduled |= await self._schedule(hold, until, claimed)
-        results = await self._deliver(nudge, send_now, job)
+        results = await self._deliver(nudge, send_now, job, paused=paused)
         for result in results:
             if result.retry is not None and result.retry_due is not None:
                 rescheduled |= await self._schedule(result.retry, result.retry_due, claimed)
-        # Only on a clean finish: if anything above raised, a claimed job stays claimed and
-        # comes due again when its lease ends (and a Kafka record is redelivered).
-        if claimed is not None and not rescheduled:
-            await self.store.ack(claimed)
+        return not rescheduled
 
     async def crashed(self, claimed: ClaimedJob, exc: BaseException) -> None:
         """The delay-queue job ``claimed`` raised ``exc``, which is not transient (the
@@ -198,14 +260,8 @@ class Delivery:
             await self._schedule(job.model_copy(update={"crashes": crashes}), due, claimed)
             return
         reason = f"delay-queue job {job.id} ({job.reason}) raised {crashes} times: {describe(exc)}"
-        await self._dead_letter(nudge, job, reason, traceback_tail(exc), kind="handler_error")
-        for partner_id in job.partners:
-            if await self.store.sent(nudge.occurrence_id, partner_id):
-                continue  # reached before the error: nothing failed for them
-            metrics.FAILED.labels(final="true").inc()
-            await self._failed(
-                nudge, partner_id, f"error: {type(exc).__name__}", final=True, attempts=job.errors
-            )
+        async with self._receipts_sent():
+            await self._give_up(job, exc, reason)
         await self.store.ack(claimed)
         log.error(
             "delayed job %s dead-lettered after %d attempts: %s",
@@ -214,6 +270,18 @@ class Delivery:
             describe(exc),
             extra=_ids(nudge),
         )
+
+    async def _give_up(self, job: Job, exc: BaseException, reason: str) -> None:
+        """:meth:`crashed`'s end: the dead letter, ``nudge.failed`` for the unreached."""
+        nudge = job.nudge
+        await self._dead_letter(nudge, job, reason, traceback_tail(exc), kind="handler_error")
+        for partner_id in job.partners:
+            if await self.store.sent(nudge.occurrence_id, partner_id):
+                continue  # reached before the error: nothing failed for them
+            metrics.FAILED.labels(final="true").inc()
+            await self._failed(
+                nudge, partner_id, f"error: {type(exc).__name__}", final=True, attempts=job.errors
+            )
 
     # -- scheduling --------------------------------------------------------------------
     async def _schedule(self, job: Job, due: datetime, claimed: ClaimedJob | None) -> bool:
@@ -226,15 +294,15 @@ class Delivery:
         return False
 
     # -- sending -----------------------------------------------------------------------
-    async def _deliver(self, nudge: NudgeReady, partner_ids: list[str], job: Job) -> list[_Result]:
+    async def _deliver(
+        self, nudge: NudgeReady, partner_ids: list[str], job: Job, *, paused: bool
+    ) -> list[_Result]:
         if not partner_ids:
             return []
         by_id = {r.id: r for r in nudge.recipients}
-        # Redis checks for every partner first, so neither send waits on the other's
-        # round trips: the sends below start within microseconds of each other.
-        prepared = await asyncio.gather(
-            *(self._prepare(nudge, by_id[pid], job) for pid in partner_ids)
-        )
+        # Redis checks for every partner first, in one round trip, so neither send waits
+        # on the other's: the sends below start within microseconds of each other.
+        prepared = await self._prepare(nudge, [by_id[pid] for pid in partner_ids], job, paused)
         ready = [p for p in prepared if isinstance(p, _Ready)]
         done = [p for p in prepared if isinstance(p, _Result)]
         sent = await asyncio.gather(*(self._send(nudge, r, job) for r in ready))
@@ -245,25 +313,34 @@ class Delivery:
                 metrics.SKEW.observe(skew)
         return done + list(sent)
 
-    async def _prepare(self, nudge: NudgeReady, recipient: Recipient, job: Job) -> _Ready | _Result:
-        if await self.vault.is_paused(nudge.couple_id):
+    async def _prepare(
+        self, nudge: NudgeReady, recipients: list[Recipient], job: Job, paused: bool
+    ) -> list[_Ready | _Result]:
+        """Per recipient: ready to send (their lease taken), or settled already."""
+        if paused:
             log.info(
                 "couple %s is paused; not sending %s",
                 nudge.couple_id,
                 nudge.occurrence_id,
                 extra=_ids(nudge),
             )
-            metrics.FAILED.labels(final="true").inc()
-            await self._failed(nudge, recipient.id, "paused", final=True, attempts=job.errors)
-            return _Result()
-        claim = await self.store.claim_send(
-            nudge.occurrence_id, recipient.id, self._lease_seconds(recipient)
+            for recipient in recipients:
+                metrics.FAILED.labels(final="true").inc()
+                await self._failed(nudge, recipient.id, "paused", final=True, attempts=job.errors)
+            return [_Result() for _ in recipients]
+        claims = await self.store.claim_sends(
+            nudge.occurrence_id, {r.id: self._lease_seconds(r) for r in recipients}
         )
+        return [await self._claimed(nudge, r, job, claims[r.id]) for r in recipients]
+
+    async def _claimed(
+        self, nudge: NudgeReady, recipient: Recipient, job: Job, claim: Claim
+    ) -> _Ready | _Result:
         if claim.state == "sent":
             # Already delivered (a redelivered record, a duplicate publish, a replay). Re-
             # publish the stored event -- same event_id, so consumers dedupe it -- in case
             # we died between recording the delivery and publishing it.
-            await self.publish(
+            await self._emit(
                 NudgeDelivered.model_validate_json(claim.sent), NUDGE_DELIVERED, nudge.couple_id
             )
             return _Result()
@@ -284,7 +361,7 @@ class Delivery:
         # Long enough for the slowest possible attempt (every channel hitting its hard
         # timeout) plus margin, so a live sender never loses its lease mid-attempt; short
         # enough that a dead sender's partner is retried within seconds to a minute.
-        return max(1, len(recipient.channels)) * self.channels.send_timeout + 5.0
+        return max(1, len(recipient.channels)) * self.channels.longest_send + 5.0
 
     async def _send(self, nudge: NudgeReady, ready: _Ready, job: Job) -> _Result:
         recipient = ready.recipient
@@ -311,7 +388,11 @@ class Delivery:
                 else Rendered(title, nudge.title)
             )
             result = await self.channels.send(
-                url, title=shown.title, body=shown.body, buttons=shown.buttons
+                url,
+                title=shown.title,
+                body=shown.body,
+                buttons=shown.buttons,
+                channel=(nudge.couple_id, channel.id),
             )
             del url  # the plain URL lives no longer than the send
             metrics.ATTEMPTS.labels(channel.kind, result.outcome).inc()
@@ -378,7 +459,7 @@ class Delivery:
         await self.store.mark_sent(
             nudge.occurrence_id, ready.recipient.id, ready.token, event.model_dump_json()
         )
-        await self.publish(event, NUDGE_DELIVERED, nudge.couple_id)
+        await self._emit(event, NUDGE_DELIVERED, nudge.couple_id)
         metrics.DELIVERED.labels(channel_kind=channel.kind).inc()
         metrics.LATENCY.observe(max(0.0, event.latency_ms / 1000))
         log.info(
@@ -463,7 +544,7 @@ class Delivery:
             service=SERVICE,
             errors=errors,
         )
-        await self.publish(letter, dlq(NUDGE_READY), nudge.couple_id)
+        await self._emit(letter, dlq(NUDGE_READY), nudge.couple_id)
         DEAD_LETTERS.labels(dlq(NUDGE_READY), SERVICE, kind).inc()
 
     async def _failed(
@@ -484,7 +565,7 @@ class Delivery:
             final=final,
             attempts=attempts,
         )
-        await self.publish(event, NUDGE_FAILED, nudge.couple_id)
+        await self._emit(event, NUDGE_FAILED, nudge.couple_id)
 
 
 def _ids(nudge: NudgeReady) -> dict[str, str]:

@@ -9,9 +9,16 @@ Ledger, per (occurrence, partner):
   a redelivered record racing a retry) never send the same thing at the same moment. It
   outlives the longest possible attempt; released on failure; left to expire if we die.
 
-Both keys of a pair share a hash tag so the Lua scripts stay valid on Redis Cluster.
+Every ledger key of one occurrence shares the hash tag ``{occurrence id}``: the partners'
+leases are taken in one script call (:meth:`NotifierStore.claim_sends`, one round trip
+for a couple), valid on Redis Cluster, where one occurrence lives on one master and the
+herd's occurrences spread over all of them.
 
-Delay queue: a sorted set of job ids scored by due time (epoch ms) plus a hash id -> job.
+Delay queue: a sorted set of job ids scored by due time (epoch ms) plus a hash id -> job,
+split into :data:`QUEUE_BUCKETS` buckets, each its own three keys under its own hash tag
+(``{notifier-q<i>}``; a job's bucket follows from its id), so every script touches one
+slot and the buckets spread over a cluster's masters; a claim asks every bucket in one
+pipeline.
 A job id is ``occurrence|partner[+partner]`` -- deterministic, so a duplicate record or a
 second replica cannot start a second retry chain for the same partner (enqueue is NX).
 :meth:`NotifierStore.claim` atomically takes due jobs and pushes their score to a lease deadline:
@@ -22,23 +29,37 @@ claim token, so a slow replica cannot clobber one that took the job over.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, Field
+from redis.exceptions import NoScriptError
 
+from shared.coalesce import Coalescer
 from shared.events import DeliveryAttempt, NudgeReady
 from shared.redis import Keys, StrRedis
 
 SENT_TTL = 7 * 86400
+QUEUE_BUCKETS = 8
 
-_CLAIM_SEND = """
-local sent = redis.call('GET', KEYS[1])
-if sent then return {'sent', sent} end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'claimed', ''} end
-return {'busy', tostring(redis.call('PTTL', KEYS[2]))}
+# KEYS: (sent, lease) per partner. ARGV: token, lease_ms. Per partner: state, detail.
+_CLAIM_SENDS = """
+local out = {}
+for i = 1, #KEYS, 2 do
+  local sent = redis.call('GET', KEYS[i])
+  if sent then
+    table.insert(out, 'sent'); table.insert(out, sent)
+  elseif redis.call('SET', KEYS[i + 1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    table.insert(out, 'claimed'); table.insert(out, '')
+  else
+    table.insert(out, 'busy'); table.insert(out, tostring(redis.call('PTTL', KEYS[i + 1])))
+  end
+end
+return out
 """
 
 _MARK_SENT = """
@@ -145,11 +166,9 @@ class NotifierStore:
     def __init__(self, redis: StrRedis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._due = keys("notifier", "due")
-        self._jobs = keys("notifier", "jobs")
-        self._claims = keys("notifier", "claims")
-        self._claim_send = redis.register_script(_CLAIM_SEND)
-        self._mark_sent = redis.register_script(_MARK_SENT)
+        # The ledger's scripts of every delivery under way go to Redis together, one
+        # pipeline per loop turn (their keys share one hash tag per call: cluster-safe).
+        self._ledger = Coalescer(redis)
         self._release = redis.register_script(_RELEASE)
         self._claim_jobs = redis.register_script(_CLAIM_JOBS)
         self._enqueue_nx = redis.register_script(_ENQUEUE_NX)
@@ -157,28 +176,49 @@ class NotifierStore:
         self._reschedule = redis.register_script(_RESCHEDULE)
 
     def _pair(self, occurrence_id: str, partner_id: str) -> tuple[str, str]:
-        tag = "{" + f"{occurrence_id}|{partner_id}" + "}"
-        return self.keys("notifier", "sent", tag), self.keys("notifier", "lease", tag)
+        tag = "{" + occurrence_id + "}"
+        return (
+            self.keys("notifier", "sent", tag, partner_id),
+            self.keys("notifier", "lease", tag, partner_id),
+        )
+
+    def _queue(self, job_id: str) -> list[str]:
+        """The (due, jobs, claims) keys of the bucket holding ``job_id``."""
+        return self._bucket(zlib.crc32(job_id.encode()) % QUEUE_BUCKETS)
+
+    def _bucket(self, index: int) -> list[str]:
+        tag = "{notifier-q" + str(index) + "}"
+        return [self.keys("notifier", tag, name) for name in ("due", "jobs", "claims")]
 
     # -- idempotency ---------------------------------------------------------------------
-    async def claim_send(self, occurrence_id: str, partner_id: str, lease_s: float) -> Claim:
-        """Take the in-flight lease for this partner's copy, unless it was already sent
-        (``sent``) or another sender holds it (``busy``)."""
+    async def claim_sends(
+        self, occurrence_id: str, partner_leases: dict[str, float]
+    ) -> dict[str, Claim]:
+        """For each partner (-> lease seconds): take the in-flight lease for their copy,
+        unless it was already sent (``sent``) or another sender holds it (``busy``). One
+        round trip for all of them."""
         token = uuid.uuid4().hex
-        state, detail = await self._claim_send(
-            keys=list(self._pair(occurrence_id, partner_id)),
-            args=[token, int(lease_s * 1000)],
+        partners = list(partner_leases)
+        keys = [k for p in partners for k in self._pair(occurrence_id, p)]
+        lease_ms = int(max(partner_leases.values()) * 1000)
+        [flat] = await self._ledger.run(
+            lambda pipe: pipe.eval(_CLAIM_SENDS, len(keys), *keys, token, lease_ms)
         )
-        if state == "sent":
-            return Claim("sent", sent=detail)
-        if state == "busy":
-            return Claim("busy", busy_ms=max(int(detail), 0))
-        return Claim("claimed", token=token)
+        claims: dict[str, Claim] = {}
+        for partner, state, detail in zip(partners, flat[::2], flat[1::2], strict=True):
+            if state == "sent":
+                claims[partner] = Claim("sent", sent=detail)
+            elif state == "busy":
+                claims[partner] = Claim("busy", busy_ms=max(int(detail), 0))
+            else:
+                claims[partner] = Claim("claimed", token=token)
+        return claims
 
     async def mark_sent(self, occurrence_id: str, partner_id: str, token: str, event: str) -> None:
         """Record the delivery (for :data:`SENT_TTL`) and drop our lease."""
-        await self._mark_sent(
-            keys=list(self._pair(occurrence_id, partner_id)), args=[token, event, SENT_TTL]
+        keys = self._pair(occurrence_id, partner_id)
+        await self._ledger.run(
+            lambda pipe: pipe.eval(_MARK_SENT, len(keys), *keys, token, event, SENT_TTL)
         )
 
     async def release(self, occurrence_id: str, partner_id: str, token: str) -> None:
@@ -191,35 +231,65 @@ class NotifierStore:
     async def enqueue(self, job: Job, due_ms: int) -> bool:
         """Add ``job`` due at ``due_ms`` unless a job with its id is already pending."""
         added = await self._enqueue_nx(
-            keys=[self._due, self._jobs], args=[job.id, due_ms, job.model_dump_json()]
+            keys=self._queue(job.id)[:2], args=[job.id, due_ms, job.model_dump_json()]
         )
         return bool(added)
 
     async def claim(self, limit: int, lease_s: float) -> list[ClaimedJob]:
-        """Atomically take up to ``limit`` due jobs for ``lease_s`` seconds."""
+        """Take up to ``limit`` due jobs for ``lease_s`` seconds: each bucket's claim is
+        atomic (its script), and all buckets are asked in one pipeline, each for its share
+        of ``limit`` (at least one)."""
         now = now_ms()
         token = uuid.uuid4().hex
-        flat = await self._claim_jobs(
-            keys=[self._due, self._jobs, self._claims],
-            args=[now, now + int(lease_s * 1000), limit, token],
-        )
+        share = max(1, limit // QUEUE_BUCKETS)
+        args: list[str | int] = [now, now + int(lease_s * 1000), share, token]
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for index in range(QUEUE_BUCKETS):
+                    await self._claim_jobs(keys=self._bucket(index), args=args, client=pipe)
+                replies = await pipe.execute()
+        except NoScriptError:
+            # A client whose pipelines do not load scripts (a cluster's, on a master that
+            # has not seen it yet): one call per bucket loads it where it is missing.
+            replies = await asyncio.gather(
+                *(self._claim_jobs(keys=self._bucket(i), args=args) for i in range(QUEUE_BUCKETS))
+            )
         return [
-            ClaimedJob(Job.model_validate_json(flat[i + 1]), token) for i in range(0, len(flat), 2)
+            ClaimedJob(Job.model_validate_json(flat[i + 1]), token)
+            for flat in replies
+            for i in range(0, len(flat), 2)
         ]
+
+    async def adopt_legacy_queue(self) -> int:
+        """Move jobs from the single-key delay queue of earlier versions (``notifier:due``
+        and ``notifier:jobs``, without hash tags) into the buckets, keeping their due
+        times (a job claimed then is due when its claim ends); how many were moved. Run
+        at start by every replica: enqueueing is NX by job id, so two replicas adopting at
+        once move each job once. Single-key commands only, so it is valid on a cluster
+        (where no legacy queue can exist)."""
+        due, jobs = self.keys("notifier", "due"), self.keys("notifier", "jobs")
+        moved = 0
+        for job_id, score in await self.redis.zrange(due, 0, -1, withscores=True):
+            raw = await self.redis.hget(jobs, job_id)
+            if raw is not None:
+                moved += await self.enqueue(Job.model_validate_json(raw), int(score))
+            await self.redis.zrem(due, job_id)
+            await self.redis.hdel(jobs, job_id)
+        if moved:
+            await self.redis.delete(self.keys("notifier", "claims"))
+        return moved
 
     async def ack(self, claimed: ClaimedJob) -> bool:
         """Remove a finished job (only if we still own its claim)."""
         return bool(
-            await self._ack(
-                keys=[self._due, self._jobs, self._claims], args=[claimed.job.id, claimed.token]
-            )
+            await self._ack(keys=self._queue(claimed.job.id), args=[claimed.job.id, claimed.token])
         )
 
     async def reschedule(self, claimed: ClaimedJob, job: Job, due_ms: int) -> bool:
         """Replace a claimed job by ``job`` (same id) due at ``due_ms``."""
         return bool(
             await self._reschedule(
-                keys=[self._due, self._jobs, self._claims],
+                keys=self._queue(claimed.job.id),
                 args=[claimed.job.id, claimed.token, due_ms, job.model_dump_json()],
             )
         )

@@ -1,9 +1,11 @@
 """Wiring: the ``nudge.ready`` consumer and the delay-queue drain, as one service.
 
 ``build(settings)`` returns a :class:`Notifier` whose ``service`` runs both: the Kafka handler
-delivers fresh nudges inline (the low-latency path) and commits the record only after every
-partner's outcome is recorded; the drain task, started after the broker and stopped before
-it, runs retries and held nudges from Redis so a failing provider never stalls a partition.
+delivers fresh nudges inline (the low-latency path), couples concurrently and each couple's
+nudges in order (the keyed consumer of :mod:`shared.kafka`), and a batch commits only after
+every partner's outcome of each of its records is recorded; the drain task, started after
+the broker and stopped before it, runs retries and held nudges from Redis so a failing
+provider never stalls a partition.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
-from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel
 
 from services.notifier.channels import Channels
@@ -23,7 +25,7 @@ from services.notifier.store import ClaimedJob, NotifierStore
 from shared.backoff import pause
 from shared.egress import policy as egress_policy
 from shared.events import NudgeReady
-from shared.kafka import describe, is_transient
+from shared.kafka import Record, describe, is_transient
 from shared.redis import Keys
 from shared.secrets import SecretBox
 from shared.service import Service
@@ -52,9 +54,9 @@ class Notifier:
     @property
     def queue_lease_seconds(self) -> float:
         # A claimed job returns to the queue after this: long enough for a job to finish
-        # (several channels, each bounded by its hard send timeout), short enough that a
+        # (several channels, each bounded by Channels.longest_send), short enough that a
         # killed replica's jobs come back within about a minute with default timeouts.
-        return 4 * self.delivery.channels.send_timeout + 10.0
+        return 2 * self.delivery.channels.longest_send + 10.0
 
     def assigned(self) -> bool:
         """True once this replica's consumer owns some ``nudge.ready`` partitions."""
@@ -137,21 +139,32 @@ def build(settings: Settings) -> Notifier:
         egress=egress_policy(settings.channel_allow),
     )
     publishers = {t: service.publisher(t) for t in (NUDGE_DELIVERED, NUDGE_FAILED)}
-    consumer = service.subscriber(NUDGE_READY, group_id=GROUP_ID)
+    consumer = service.keyed_subscriber(NUDGE_READY, group_id=GROUP_ID)
     publishers[dlq(NUDGE_READY)] = service.publisher(dlq(NUDGE_READY))
 
-    async def publish(event: BaseModel, topic: str, key: str) -> None:
-        await publishers[topic].publish(event, key=key.encode())
+    async def publish(event: BaseModel, topic: str, key: str) -> Awaitable[object]:
+        # no_confirm: into the producer's batch now, the broker's ack as a future.
+        ack: Awaitable[object] = await publishers[topic].publish(
+            event, key=key.encode(), no_confirm=True
+        )
+        return ack
 
     delivery = Delivery(settings, store, vault, channels, publish)
 
     @consumer
-    async def on_nudge_ready(nudge: NudgeReady, message: KafkaMessage) -> None:
+    async def on_nudge_ready(nudge: NudgeReady, record: Record) -> None:
         """Deliver to every partner (the ledger makes a redelivery a no-op for whoever
-        was reached); returns once every outcome is recorded, so the record may commit."""
-        raw: Any = message.raw_message
-        await delivery.handle(nudge, partition=raw.partition, offset=raw.offset)
+        was reached); returns once every outcome is recorded and its receipts are in
+        Kafka. Couples run concurrently, one couple's nudges in order; the batch commits
+        once all of its records returned (:class:`shared.kafka.KeyedSubscriber`)."""
+        await delivery.handle(nudge, partition=record.partition, offset=record.offset)
 
-    notifier = Notifier(service, store, delivery, consumer)
+    async def adopt_legacy_queue() -> None:
+        moved = await store.adopt_legacy_queue()
+        if moved:
+            log.info("moved %d delayed jobs from the pre-cluster delay queue", moved)
+
+    service.on_startup(adopt_legacy_queue)
+    notifier = Notifier(service, store, delivery, consumer.subscriber)
     service.loop(notifier.drain, grace=channels.send_timeout + 5)
     return notifier

@@ -4,6 +4,8 @@ in-memory stand-in; the real-broker tests beside this file cover Kafka itself)."
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -114,20 +116,26 @@ async def test_content_dead_letters_what_no_retry_can_fix(settings, body, reason
     await service.redis.aclose()
 
 
-async def test_a_transient_failure_is_redelivered_after_a_pause_not_dead_lettered(
+async def test_a_transient_failure_is_retried_after_a_pause_not_dead_lettered(
     settings,
 ) -> None:
-    # Redis is down (nothing listens there): no retry can be ruled out, so no dead letter.
+    # Redis is down (nothing listens there): no retry can be ruled out, so no dead letter;
+    # the record is tried again in place, after a pause, and never settled (not committed).
     down = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
     service = build_content(down, catalog=load_catalog())
+    service.policy.max_pause = 0.3
     dead = publisher(service.broker, topics.dlq(topics.RITUAL_DUE), service="content")
     due = ritual_due("weekly_questions", title="Questions")
     async with TestKafkaBroker(service.broker) as broker:
-        started = time.monotonic()
-        with pytest.raises(RedisConnectionError):  # raised: the record is not committed
-            await broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())
-        assert time.monotonic() - started >= 0.2  # paused before giving it back
+        publishing = asyncio.create_task(
+            broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())
+        )
+        await asyncio.sleep(1.5)  # several pauses' worth of tries
+        assert not publishing.done()  # still being retried: the batch does not commit
         assert sent(dead) == []
+        publishing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await publishing
     await service.redis.aclose()
 
 
@@ -220,9 +228,12 @@ def _fast(policy: Any) -> None:
 
 async def test_a_bug_is_tried_max_attempts_times_then_dead_lettered(settings, monkeypatch) -> None:
     # A handler that raises something not transient (here a bug in composing the nudge)
-    # gets TANDEM_HANDLER_MAX_ATTEMPTS tries; each failed try is given back (raised, so
-    # Kafka would redeliver it), and the last one dead-letters the record and commits it.
+    # gets TANDEM_HANDLER_MAX_ATTEMPTS tries, a pause apart; the last one dead-letters the
+    # record, which settles it (the batch commits).
+    tries: list[float] = []
+
     def broken(*args: Any, **kwargs: Any) -> Any:
+        tries.append(time.monotonic())
         raise KeyError("prompt 'hug-9' vanished from http://user:hunter2@decks.example/x")
 
     monkeypatch.setattr("services.content.worker.compose", broken)
@@ -234,11 +245,8 @@ async def test_a_bug_is_tried_max_attempts_times_then_dead_lettered(settings, mo
     dead = publisher(service.broker, topics.dlq(topics.RITUAL_DUE), service="content")
     due = ritual_due("weekly_questions", title="Questions")
     async with TestKafkaBroker(service.broker) as broker:
-        for _ in range(2):
-            with pytest.raises(KeyError):
-                await broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())
-            assert sent(dead) == []
-        await broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())  # 3rd: settled
+        await broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())  # settled
+        assert len(tries) == 3 and tries[1] > tries[0]
         [letter] = sent(dead)
         assert letter["reason"].startswith("handler raised 3 times: KeyError:")
         assert "vanished" in letter["reason"]
@@ -247,10 +255,9 @@ async def test_a_bug_is_tried_max_attempts_times_then_dead_lettered(settings, mo
         assert letter["source_topic"] == topics.RITUAL_DUE and letter["service"] == "content"
         assert letter["payload"] == due.model_dump_json() and letter["key"] == due.couple_id
         assert sent(ready) == []
-        # The count was forgotten with the letter: the next failure starts again at 1.
-        with pytest.raises(KeyError):
-            await broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())
-        assert len(sent(dead)) == 1
+        # The count was forgotten with the letter: the redelivered record gets 3 tries again.
+        await broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())
+        assert len(tries) == 6 and len(sent(dead)) == 2
     await service.redis.aclose()
 
 
@@ -270,15 +277,12 @@ async def test_a_success_resets_the_count(settings, monkeypatch) -> None:
     dead = publisher(service.broker, topics.dlq(topics.RITUAL_DUE), service="content")
     due = ritual_due("weekly_questions", title="Questions")
     async with TestKafkaBroker(service.broker) as broker:
-        for _ in range(2):
-            with pytest.raises(ValueError):
-                await broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())
-        await broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())
-        assert len(sent(ready)) == 1
+        await broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())  # 3rd try ok
+        assert len(sent(ready)) == 1 and not failures
         failures.extend([ValueError("again")] * 2)
-        for _ in range(2):  # two more failures: 1 and 2 again, not 3 and 4
-            with pytest.raises(ValueError):
-                await broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())
+        # two more failures: tries 1 and 2 again, not 3 and 4 (which would dead-letter)
+        await broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())
+        assert len(sent(ready)) == 2 and not failures
         assert sent(dead) == []
     await service.redis.aclose()
 
@@ -298,20 +302,25 @@ async def test_a_success_resets_the_count(settings, monkeypatch) -> None:
 async def test_a_transient_failure_is_retried_past_the_limit_never_dead_lettered(
     settings, monkeypatch, error
 ) -> None:
+    failures = [error] * 4  # twice the limit
+    real = compose
+
     def down(*args: Any, **kwargs: Any) -> Any:
-        raise error
+        if failures:
+            raise failures.pop()
+        return real(*args, **kwargs)
 
     monkeypatch.setattr("services.content.worker.compose", down)
     service = build_content(
         settings.model_copy(update={"handler_max_attempts": 2}), catalog=load_catalog()
     )
-    _fast(service.policy)
+    service.policy.max_pause = 0.05
+    ready = publisher(service.broker, topics.NUDGE_READY, service="content")
     dead = publisher(service.broker, topics.dlq(topics.RITUAL_DUE), service="content")
     due = ritual_due("weekly_questions", title="Questions")
     async with TestKafkaBroker(service.broker) as broker:
-        for _ in range(4):  # twice the limit: still given back every time
-            with pytest.raises(type(error)):
-                await broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())
+        await broker.publish(due, topics.RITUAL_DUE, key=due.couple_id.encode())
+        assert not failures and len(sent(ready)) == 1  # tried until the world came back
         assert sent(dead) == []
     await service.redis.aclose()
 
@@ -349,9 +358,8 @@ async def test_notifier_dead_letters_a_nudge_its_quiet_hours_maths_cannot_handle
     dead = publisher(notifier.service.broker, topics.dlq(topics.NUDGE_READY), service="notifier")
     nudge = make_nudge(couple)
     async with TestKafkaBroker(notifier.service.broker) as broker:
-        for _ in range(settings.handler_max_attempts - 1):
-            with pytest.raises(TypeError):
-                await broker.publish(nudge, topics.NUDGE_READY, key=couple.id.encode())
+        # The keyed consumer tries it in place, a pause apart, and the last try dead-letters
+        # it (settling the record: the batch commits).
         await broker.publish(nudge, topics.NUDGE_READY, key=couple.id.encode())
         [letter] = sent(dead)
     assert "can't compare offset-naive and offset-aware times" in letter["reason"]

@@ -4,12 +4,14 @@ the partners' phones got.
 The guarantee under test is the one ``services/notifier/delivery.py`` documents: no nudge
 is lost, and duplicates are confined to sends that were in flight at the moment of the
 kill -- the provider accepted the message but the process died before the Redis ``sent``
-mark (one round trip later). The handler processes one nudge at a time, so at most one
-together nudge (two partners) can be in that window: we assert no loss, at most two
-duplicates, and report how many there were.
+mark (one round trip later). Couples are delivered concurrently, so as many sends as may
+be in flight to one provider host at once (``limits.PER_HOST``; the inbox is one host) can
+be in that window together: we assert no loss, at most that many duplicates, and report
+how many there were.
 
-The kill is triggered by an arrival at the sink, i.e. right inside that window: the worst
-case on purpose, so the test usually shows one or two duplicates.
+The kill is triggered by an arrival at the sink, i.e. right inside that window, while
+slow answers keep every send slot busy: the worst case on purpose, so the test usually
+shows about ``PER_HOST`` duplicates.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from services.notifier.limits import PER_HOST
 from shared.kafka import ensure_topics
 from tandem.inbox import Fault, Inbox
 from tandem.notifier_harness import Couple, Partner, make_nudge, publish_nudges, store_couple
@@ -116,5 +119,5 @@ async def test_sigkill_mid_burst_loses_nothing(infra, inbox: Inbox, tmp_path: Pa
     assert set(counts) == expected, "every partner got every nudge"
     duplicates = sum(n - 1 for n in counts.values())
     print(f"delivered before kill: {at_kill}/60; duplicates after SIGKILL: {duplicates}")
-    assert duplicates <= 2, log.read_text()[-5000:]
+    assert duplicates <= PER_HOST, log.read_text()[-5000:]
     assert second is not None and second.returncode == 0, "clean exit on SIGTERM"
