@@ -49,11 +49,27 @@ def track_ids(couple: Couple, ritual: Ritual) -> list[str]:
 
 def plan(couple: Couple, ritual: Ritual, now: datetime) -> Plan:
     """Each track's first firing strictly after ``now`` (None once the rule has ended)."""
-    out: Plan = {}
+    return dict(zip(track_ids(couple, ritual), next_instants(couple, ritual, now), strict=True))
+
+
+def next_instants(couple: Couple, ritual: Ritual, now: datetime) -> list[float | None]:
+    """:func:`plan`'s instants in the order of ``rituals.tracks``: they depend only on
+    :func:`schedule_key` and ``now``, so a caller may reuse them for another ritual of the
+    same key (the bulk import does)."""
+    out: list[float | None] = []
     for track in rituals.tracks(couple, ritual):
         slot = rituals.next_slot(couple, ritual, track, now)
-        out[track.id] = slot.instant.timestamp() if slot else None
+        out.append(slot.instant.timestamp() if slot else None)
     return out
+
+
+def schedule_key(couple: Couple, ritual: Ritual) -> tuple[object, ...]:
+    """What :func:`check`'s verdict and :func:`next_instants` depend on besides ``now``: the
+    schedule as evaluated and the zone of each track, in order."""
+    return (
+        rituals.schedule_of(couple, ritual),
+        tuple(t.zone for t in rituals.tracks(couple, ritual)),
+    )
 
 
 def default_schedule(kind: str, couple: Couple, now: datetime) -> ScheduleSpec:

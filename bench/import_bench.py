@@ -1,0 +1,256 @@
+"""Onboarding speed: couples created per second through the API, side by side with a baseline.
+
+    .venv/bin/python bench/import_bench.py [--baseline /tmp/onboard-base] [--couples 5000]
+        [--single 1000] [--in-flight 16] [--rounds 1]
+
+Starts one embedded broker and one Redis, then for each tree (``--baseline``, a ``git
+worktree add`` of ``main``, and this one) a scheduler process of that tree's code on a free
+port, in its own Redis key prefix, and measures over real HTTP:
+
+1. Bulk import: ``--couples`` couples of two channels and two rituals each (the default
+   evening check-in and a weekly date night in another zone), as ``tandem import`` sends
+   them: ``POST /v1/couples/import`` 500 at a time, one request after the other.
+2. Single: ``--single`` ``POST /v1/couples`` with ``--in-flight`` requests in flight (what
+   the herd bench does), counting requests that failed without an HTTP answer (a dropped
+   connection) apart from error answers.
+
+The trees run alternately (baseline first) ``--rounds`` times on the same servers, so a
+noisy machine hits both alike; the last line is a JSON summary with the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from shared.secrets import SecretBox  # noqa: E402
+from tandem.dev import settings_from  # noqa: E402
+from tandem.embedded import free_port, start_broker, start_redis  # noqa: E402
+
+IMPORT_CHUNK = 500
+ADMIN = "bench-admin-token"
+# The channels' host: loopback, allowed to the scheduler by TANDEM_CHANNEL_ALLOW (nothing
+# is ever sent: no ritual is due while the bench runs).
+SINK = "127.0.0.1:9"
+
+
+def couple(i: int, with_rituals: bool) -> dict[str, Any]:
+    """Couple ``i``: two partners in two zones, a push and an e-mail channel with their own
+    secrets, and (for the import) two rituals."""
+    body: dict[str, Any] = {
+        "name": f"Couple {i}",
+        "partners": [
+            {
+                "name": "Sam",
+                "timezone": "Europe/Berlin",
+                "channels": [{"url": f"json://{SINK}/hook?token=t{i:07d}", "kind": "push"}],
+            },
+            {
+                "name": "Alex",
+                "timezone": "America/New_York",
+                "channels": [
+                    {
+                        "url": f"mailto://{SINK}?to=alex{i}@example.com&from=t@example.com"
+                        "&mode=insecure",
+                        "kind": "email",
+                    }
+                ],
+            },
+        ],
+    }
+    if with_rituals:
+        body["rituals"] = [
+            {"kind": "evening_checkin"},
+            {
+                "kind": "date_night",
+                "schedule": {
+                    "rrule": "FREQ=WEEKLY;BYDAY=FR",
+                    "timezone": "Europe/Berlin",
+                    "start": "2026-01-02T19:00:00",
+                },
+            },
+        ]
+    return body
+
+
+class Api:
+    """One tree's scheduler process, started on a free port with its own key prefix."""
+
+    def __init__(self, tree: Path, env: dict[str, str], log: Path) -> None:
+        self.tree = tree
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        env = {
+            **env,
+            "TANDEM_API_PORT": str(port),
+            "TANDEM_REDIS_PREFIX": f"b{uuid.uuid4().hex[:8]}",
+            "PYTHONPATH": str(tree),
+        }
+        python = tree / ".venv" / "bin" / "python"
+        self.proc = subprocess.Popen(
+            [str(python if python.exists() else sys.executable), "-m", "services.scheduler"],
+            cwd=tree,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"scheduler of {self.tree} exited with {self.proc.returncode}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1, trust_env=False).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"scheduler of {self.tree} did not answer /healthz")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def bulk(url: str, n: int, offset: int) -> float:
+    """Couples/s of importing ``n`` couples, one request of 500 after the other."""
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300, trust_env=False) as c:
+        began = time.perf_counter()
+        for start in range(0, n, IMPORT_CHUNK):
+            items = [couple(offset + i, True) for i in range(start, min(n, start + IMPORT_CHUNK))]
+            answer = await c.post("/v1/couples/import", json={"couples": items})
+            answer.raise_for_status()
+            if answer.json()["created"] != len(items):
+                raise RuntimeError(f"import refused items: {answer.text[:500]}")
+        return n / (time.perf_counter() - began)
+
+
+async def single(url: str, n: int, in_flight: int, offset: int) -> dict[str, float]:
+    """Couples/s of ``n`` single POSTs with ``in_flight`` at once; dropped connections and
+    error answers counted."""
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    limits = httpx.Limits(max_connections=in_flight)
+    dropped = failed = 0
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, timeout=60, trust_env=False, limits=limits
+    ) as client:
+        next_index = 0
+
+        async def worker() -> None:
+            nonlocal next_index, dropped, failed
+            while next_index < n:
+                i = next_index
+                next_index += 1
+                try:
+                    answer = await client.post("/v1/couples", json=couple(offset + i, False))
+                except httpx.TransportError:
+                    dropped += 1
+                    continue
+                if answer.status_code != 201:
+                    failed += 1
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
+        seconds = time.perf_counter() - began
+    return {"per_s": n / seconds, "dropped": dropped, "failed": failed}
+
+
+def measure(tree: Path, env: dict[str, str], args: argparse.Namespace, run: int) -> dict[str, Any]:
+    log = Path(tempfile.gettempdir()) / f"import-bench-{tree.name}-{run}.log"
+    api = Api(tree, env, log)
+    try:
+        api.wait_healthy()
+        offset = run * (args.couples + args.single)
+        imported = asyncio.run(bulk(api.url, args.couples, offset))
+        rest = offset + args.couples
+        one_by_one = asyncio.run(single(api.url, args.single, args.in_flight, rest))
+    finally:
+        api.stop()
+    return {"import_per_s": imported, "single": one_by_one}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--baseline", type=Path, default=Path("/tmp/onboard-base"))
+    parser.add_argument("--couples", type=int, default=5000)
+    parser.add_argument("--single", type=int, default=1000)
+    parser.add_argument("--in-flight", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    trees = {"baseline": args.baseline.resolve(), "this": ROOT}
+    redis, broker = start_redis(), start_broker()
+    env = {
+        **os.environ,
+        "TANDEM_REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
+        "TANDEM_KAFKA_BOOTSTRAP": f"127.0.0.1:{broker.port}",
+        "TANDEM_KAFKA_IDEMPOTENCE": "false",
+        "TANDEM_ADMIN_TOKEN": ADMIN,
+        "TANDEM_SECRET_KEY": SecretBox.generate_key(),
+        "TANDEM_CHANNEL_ALLOW": SINK,
+        "TANDEM_LOG_LEVEL": "WARNING",
+    }
+    settings_from(env)  # fail early on a bad setting
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    try:
+        for run in range(args.rounds):
+            for name, tree in trees.items():
+                got = measure(tree, env, args, run * len(trees) + len(results[name]))
+                results[name].append(got)
+                single_got = got["single"]
+                print(
+                    f"round {run + 1} {name:<9} import {got['import_per_s']:7.0f} couples/s   "
+                    f"single ({args.in_flight} in flight) {single_got['per_s']:6.0f}/s "
+                    f"dropped {single_got['dropped']:.0f} failed {single_got['failed']:.0f}",
+                    flush=True,
+                )
+    finally:
+        broker.stop()
+        redis.stop()
+    summary = summarize(results, args)
+    print(json.dumps(summary))
+
+
+def summarize(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> dict[str, Any]:
+    def best(name: str, pick: str) -> float:
+        values = [
+            r["import_per_s"] if pick == "import" else r["single"]["per_s"] for r in results[name]
+        ]
+        return round(max(values), 1)
+
+    out: dict[str, Any] = {
+        "bench": "import",
+        "couples": args.couples,
+        "single": args.single,
+        "in_flight": args.in_flight,
+        "rounds": args.rounds,
+    }
+    for pick in ("import", "single"):
+        base, this = best("baseline", pick), best("this", pick)
+        out[f"{pick}_per_s"] = {"baseline": base, "this": this, "ratio": round(this / base, 2)}
+    out["dropped"] = {n: sum(r["single"]["dropped"] for r in rs) for n, rs in results.items()}
+    return out
+
+
+if __name__ == "__main__":
+    main()
