@@ -172,6 +172,13 @@ def _track_upcoming(
     ]
 
 
+# The outbox score of a test nudge: the outbox is leased lowest score first, and a herd's
+# records wait there scored with their instant, so a trigger scored "now" would be sent
+# after all of them; scored 0 it goes out in the publisher's next batch. (Its event is
+# ``urgent`` too: content and the notifier put it first -- see shared.events.RitualDue.)
+URGENT_VISIBLE_AT = 0.0
+
+
 def manual_trigger(couple: Couple, ritual: Ritual, now: datetime) -> list[Outgoing]:
     """The ``ritual.due`` events of a "send a test nudge now": one per track, for this
     second, with the planner of the track's next real firing. Each call is a new occurrence
