@@ -13,6 +13,9 @@ port, in its own Redis key prefix, and measures over real HTTP:
 2. Single: ``--single`` ``POST /v1/couples`` with ``--in-flight`` requests in flight (what
    the herd bench does), counting requests that failed without an HTTP answer (a dropped
    connection) apart from error answers.
+3. With ``--idle-probe N``: N bursts of ``--in-flight`` requests about 5 s apart, the
+   moment a client (httpx keeps idle connections 5 s) reuses a connection the server may be
+   closing; counts requests lost without an answer.
 
 The trees run alternately (baseline first) ``--rounds`` times on the same servers, so a
 noisy machine hits both alike; the last line is a JSON summary with the ratios.
@@ -146,12 +149,13 @@ async def bulk(url: str, n: int, offset: int) -> float:
         return n / (time.perf_counter() - began)
 
 
-async def single(url: str, n: int, in_flight: int, offset: int) -> dict[str, float]:
+async def single(url: str, n: int, in_flight: int, offset: int) -> dict[str, Any]:
     """Couples/s of ``n`` single POSTs with ``in_flight`` at once; dropped connections and
     error answers counted."""
     headers = {"Authorization": f"Bearer {ADMIN}"}
     limits = httpx.Limits(max_connections=in_flight)
-    dropped = failed = 0
+    dropped = 0
+    failed: dict[int, int] = {}
     async with httpx.AsyncClient(
         base_url=url, headers=headers, timeout=60, trust_env=False, limits=limits
     ) as client:
@@ -168,12 +172,33 @@ async def single(url: str, n: int, in_flight: int, offset: int) -> dict[str, flo
                     dropped += 1
                     continue
                 if answer.status_code != 201:
-                    failed += 1
+                    failed[answer.status_code] = failed.get(answer.status_code, 0) + 1
 
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(in_flight)))
         seconds = time.perf_counter() - began
     return {"per_s": n / seconds, "dropped": dropped, "failed": failed}
+
+
+async def idle_probe(url: str, rounds: int, in_flight: int) -> int:
+    """Requests lost without an answer when a client's idle keep-alive connections are
+    reused after about 5 s (httpx keeps them 5 s): ``rounds`` bursts of ``in_flight``
+    requests, 4.9-5.1 s apart."""
+    dropped = 0
+    limits = httpx.Limits(max_connections=in_flight)
+    async with httpx.AsyncClient(base_url=url, timeout=30, trust_env=False, limits=limits) as c:
+
+        async def one() -> None:
+            nonlocal dropped
+            try:
+                await c.get("/healthz")
+            except httpx.TransportError:
+                dropped += 1
+
+        for n in range(rounds):
+            await asyncio.gather(*(one() for _ in range(in_flight)))
+            await asyncio.sleep(4.9 + (n % 5) * 0.05)
+    return dropped
 
 
 def measure(tree: Path, env: dict[str, str], args: argparse.Namespace, run: int) -> dict[str, Any]:
@@ -185,9 +210,10 @@ def measure(tree: Path, env: dict[str, str], args: argparse.Namespace, run: int)
         imported = asyncio.run(bulk(api.url, args.couples, offset))
         rest = offset + args.couples
         one_by_one = asyncio.run(single(api.url, args.single, args.in_flight, rest))
+        idle = asyncio.run(idle_probe(api.url, args.idle_probe, args.in_flight))
     finally:
         api.stop()
-    return {"import_per_s": imported, "single": one_by_one}
+    return {"import_per_s": imported, "single": one_by_one, "idle_dropped": idle}
 
 
 def main() -> None:
@@ -197,6 +223,9 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=1000)
     parser.add_argument("--in-flight", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--idle-probe", type=int, default=0, help="bursts of the keep-alive probe (0: none)"
+    )
     args = parser.parse_args()
     trees = {"baseline": args.baseline.resolve(), "this": ROOT}
     redis, broker = start_redis(), start_broker()
@@ -209,6 +238,9 @@ def main() -> None:
         "TANDEM_SECRET_KEY": SecretBox.generate_key(),
         "TANDEM_CHANNEL_ALLOW": SINK,
         "TANDEM_LOG_LEVEL": "WARNING",
+        # One admin token sends everything: no rate limit in the way of what is measured.
+        "TANDEM_RATE_LIMIT": "",
+        "TANDEM_ADMIN_RATE_LIMIT": "",
     }
     settings_from(env)  # fail early on a bad setting
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
@@ -221,7 +253,8 @@ def main() -> None:
                 print(
                     f"round {run + 1} {name:<9} import {got['import_per_s']:7.0f} couples/s   "
                     f"single ({args.in_flight} in flight) {single_got['per_s']:6.0f}/s "
-                    f"dropped {single_got['dropped']:.0f} failed {single_got['failed']:.0f}",
+                    f"dropped {single_got['dropped']} error answers {single_got['failed'] or 0}   "
+                    f"idle probe dropped {got['idle_dropped']}",
                     flush=True,
                 )
     finally:
@@ -249,6 +282,7 @@ def summarize(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace
         base, this = best("baseline", pick), best("this", pick)
         out[f"{pick}_per_s"] = {"baseline": base, "this": this, "ratio": round(this / base, 2)}
     out["dropped"] = {n: sum(r["single"]["dropped"] for r in rs) for n, rs in results.items()}
+    out["idle_dropped"] = {n: sum(r["idle_dropped"] for r in rs) for n, rs in results.items()}
     return out
 
 
