@@ -56,6 +56,7 @@ Loop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 # requests in flight while creating couples; the client, not the server, must close first.
 KEEP_ALIVE_SECONDS = 75
 
+
 class ServiceApp(AsgiFastStream):
     """FastStream's ASGI app, whose requests for paths it has no route for go to
     ``fallback`` when one is mounted (the scheduler's FastAPI app), else 404. FastStream's
