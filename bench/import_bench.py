@@ -9,7 +9,9 @@ port, in its own Redis key prefix, and measures over real HTTP:
 
 1. Bulk import: ``--couples`` couples of two channels and two rituals each (the default
    evening check-in and a weekly date night in another zone), as ``tandem import`` sends
-   them: ``POST /v1/couples/import`` 500 at a time, one request after the other.
+   them: ``POST /v1/couples/import`` 500 at a time, one request after the other; meanwhile
+   a ``GET /healthz`` every 20 ms, whose latency says how long the import holds the API's
+   event loop (what a test nudge sent during an import would wait).
 2. Single: ``--single`` ``POST /v1/couples`` with ``--in-flight`` requests in flight (what
    the herd bench does), counting requests that failed without an HTTP answer (a dropped
    connection) apart from error answers.
@@ -27,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -135,10 +138,23 @@ class Api:
             self.proc.wait()
 
 
-async def bulk(url: str, n: int, offset: int) -> float:
-    """Couples/s of importing ``n`` couples, one request of 500 after the other."""
+async def bulk(url: str, n: int, offset: int) -> tuple[float, list[float]]:
+    """Couples/s of importing ``n`` couples, one request of 500 after the other, and the
+    latency of ``GET /healthz`` sent every 20 ms meanwhile (what any other request, a test
+    nudge among them, waits while an import runs)."""
     headers = {"Authorization": f"Bearer {ADMIN}"}
+    waits: list[float] = []
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300, trust_env=False) as c:
+        done = asyncio.Event()
+
+        async def probe() -> None:
+            while not done.is_set():
+                sent = time.perf_counter()
+                await c.get("/healthz")
+                waits.append(time.perf_counter() - sent)
+                await asyncio.sleep(0.02)
+
+        probing = asyncio.create_task(probe())
         began = time.perf_counter()
         for start in range(0, n, IMPORT_CHUNK):
             items = [couple(offset + i, True) for i in range(start, min(n, start + IMPORT_CHUNK))]
@@ -146,7 +162,10 @@ async def bulk(url: str, n: int, offset: int) -> float:
             answer.raise_for_status()
             if answer.json()["created"] != len(items):
                 raise RuntimeError(f"import refused items: {answer.text[:500]}")
-        return n / (time.perf_counter() - began)
+        seconds = time.perf_counter() - began
+        done.set()
+        await probing
+    return n / seconds, waits
 
 
 async def single(url: str, n: int, in_flight: int, offset: int) -> dict[str, Any]:
@@ -207,13 +226,21 @@ def measure(tree: Path, env: dict[str, str], args: argparse.Namespace, run: int)
     try:
         api.wait_healthy()
         offset = run * (args.couples + args.single)
-        imported = asyncio.run(bulk(api.url, args.couples, offset))
+        imported, waits = asyncio.run(bulk(api.url, args.couples, offset))
         rest = offset + args.couples
         one_by_one = asyncio.run(single(api.url, args.single, args.in_flight, rest))
         idle = asyncio.run(idle_probe(api.url, args.idle_probe, args.in_flight))
     finally:
         api.stop()
-    return {"import_per_s": imported, "single": one_by_one, "idle_dropped": idle}
+    return {
+        "import_per_s": imported,
+        "healthz_during_import_ms": {
+            "p50": round(1000 * statistics.median(waits), 1),
+            "max": round(1000 * max(waits), 1),
+        },
+        "single": one_by_one,
+        "idle_dropped": idle,
+    }
 
 
 def main() -> None:
@@ -251,7 +278,9 @@ def main() -> None:
                 results[name].append(got)
                 single_got = got["single"]
                 print(
-                    f"round {run + 1} {name:<9} import {got['import_per_s']:7.0f} couples/s   "
+                    f"round {run + 1} {name:<9} import {got['import_per_s']:7.0f} couples/s "
+                    f"(/healthz meanwhile p50 {got['healthz_during_import_ms']['p50']} ms, "
+                    f"max {got['healthz_during_import_ms']['max']} ms)   "
                     f"single ({args.in_flight} in flight) {single_got['per_s']:6.0f}/s "
                     f"dropped {single_got['dropped']} error answers {single_got['failed'] or 0}   "
                     f"idle probe dropped {got['idle_dropped']}",
@@ -282,6 +311,9 @@ def summarize(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace
         base, this = best("baseline", pick), best("this", pick)
         out[f"{pick}_per_s"] = {"baseline": base, "this": this, "ratio": round(this / base, 2)}
     out["dropped"] = {n: sum(r["single"]["dropped"] for r in rs) for n, rs in results.items()}
+    out["healthz_during_import_max_ms"] = {
+        n: max(r["healthz_during_import_ms"]["max"] for r in rs) for n, rs in results.items()
+    }
     out["idle_dropped"] = {n: sum(r["idle_dropped"] for r in rs) for n, rs in results.items()}
     return out
 
