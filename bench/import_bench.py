@@ -1,11 +1,11 @@
 """Onboarding speed: couples created per second through the API, side by side with a baseline.
 
-    .venv/bin/python bench/import_bench.py [--baseline /tmp/onboard-base] [--couples 5000]
-        [--single 1000] [--in-flight 16] [--rounds 1]
+    .venv/bin/python bench/import_bench.py [--baseline /tmp/onboard-base] [--couples 1000]
+        [--single 300] [--in-flight 16] [--rounds 5] [--idle-probe 0]
 
 Starts one embedded broker and one Redis, then for each tree (``--baseline``, a ``git
 worktree add`` of ``main``, and this one) a scheduler process of that tree's code on a free
-port, in its own Redis key prefix, and measures over real HTTP:
+port, in its own Redis key prefix, and measures over real HTTP, each round:
 
 1. Bulk import: ``--couples`` couples of two channels and two rituals each (the default
    evening check-in and a weekly date night in another zone), as ``tandem import`` sends
@@ -15,12 +15,14 @@ port, in its own Redis key prefix, and measures over real HTTP:
 2. Single: ``--single`` ``POST /v1/couples`` with ``--in-flight`` requests in flight (what
    the herd bench does), counting requests that failed without an HTTP answer (a dropped
    connection) apart from error answers.
-3. With ``--idle-probe N``: N bursts of ``--in-flight`` requests about 5 s apart, the
-   moment a client (httpx keeps idle connections 5 s) reuses a connection the server may be
-   closing; counts requests lost without an answer.
 
-The trees run alternately (baseline first) ``--rounds`` times on the same servers, so a
-noisy machine hits both alike; the last line is a JSON summary with the ratios.
+Then, with ``--idle-probe N``: N bursts of ``--in-flight`` requests about 5 s apart, the
+moment a client (httpx keeps idle connections 5 s) reuses a connection the server may be
+closing; counts requests lost without an answer.
+
+Both trees' processes run at once, and the rounds alternate between them (who goes first
+alternates too), so a noisy neighbour on a shared machine hits both alike; the last line is
+a JSON summary: per tree the median round, and the median of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -220,18 +222,10 @@ async def idle_probe(url: str, rounds: int, in_flight: int) -> int:
     return dropped
 
 
-def measure(tree: Path, env: dict[str, str], args: argparse.Namespace, run: int) -> dict[str, Any]:
-    log = Path(tempfile.gettempdir()) / f"import-bench-{tree.name}-{run}.log"
-    api = Api(tree, env, log)
-    try:
-        api.wait_healthy()
-        offset = run * (args.couples + args.single)
-        imported, waits = asyncio.run(bulk(api.url, args.couples, offset))
-        rest = offset + args.couples
-        one_by_one = asyncio.run(single(api.url, args.single, args.in_flight, rest))
-        idle = asyncio.run(idle_probe(api.url, args.idle_probe, args.in_flight))
-    finally:
-        api.stop()
+def measure(url: str, args: argparse.Namespace, offset: int) -> dict[str, Any]:
+    """One round on one tree's API: an import of ``--couples`` then ``--single`` POSTs."""
+    imported, waits = asyncio.run(bulk(url, args.couples, offset))
+    one_by_one = asyncio.run(single(url, args.single, args.in_flight, offset + args.couples))
     return {
         "import_per_s": imported,
         "healthz_during_import_ms": {
@@ -239,17 +233,16 @@ def measure(tree: Path, env: dict[str, str], args: argparse.Namespace, run: int)
             "max": round(1000 * max(waits), 1),
         },
         "single": one_by_one,
-        "idle_dropped": idle,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--baseline", type=Path, default=Path("/tmp/onboard-base"))
-    parser.add_argument("--couples", type=int, default=5000)
-    parser.add_argument("--single", type=int, default=1000)
+    parser.add_argument("--couples", type=int, default=1000, help="imported per round")
+    parser.add_argument("--single", type=int, default=300, help="single POSTs per round")
     parser.add_argument("--in-flight", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
         "--idle-probe", type=int, default=0, help="bursts of the keep-alive probe (0: none)"
     )
@@ -270,51 +263,77 @@ def main() -> None:
         "TANDEM_ADMIN_RATE_LIMIT": "",
     }
     settings_from(env)  # fail early on a bad setting
+    logs = Path(tempfile.gettempdir())
+    apis: dict[str, Api] = {}
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    idle: dict[str, int] = {}
     try:
+        for name, tree in trees.items():
+            apis[name] = Api(tree, env, logs / f"import-bench-{name}.log")
+        for api in apis.values():
+            api.wait_healthy()
+        per_round = args.couples + args.single
         for run in range(args.rounds):
-            for name, tree in trees.items():
-                got = measure(tree, env, args, run * len(trees) + len(results[name]))
+            # Alternate who goes first: a noisy neighbour hits both alike.
+            order = list(trees) if run % 2 == 0 else list(reversed(trees))
+            for name in order:
+                offset = (2 * run + order.index(name)) * per_round
+                got = measure(apis[name].url, args, offset)
                 results[name].append(got)
-                single_got = got["single"]
-                print(
-                    f"round {run + 1} {name:<9} import {got['import_per_s']:7.0f} couples/s "
-                    f"(/healthz meanwhile p50 {got['healthz_during_import_ms']['p50']} ms, "
-                    f"max {got['healthz_during_import_ms']['max']} ms)   "
-                    f"single ({args.in_flight} in flight) {single_got['per_s']:6.0f}/s "
-                    f"dropped {single_got['dropped']} error answers {single_got['failed'] or 0}   "
-                    f"idle probe dropped {got['idle_dropped']}",
-                    flush=True,
-                )
+                print_round(run, name, got, args)
+        for name, api in apis.items():
+            idle[name] = asyncio.run(idle_probe(api.url, args.idle_probe, args.in_flight))
     finally:
+        for api in apis.values():
+            api.stop()
         broker.stop()
         redis.stop()
-    summary = summarize(results, args)
-    print(json.dumps(summary))
+    print(json.dumps(summarize(results, idle, args)))
 
 
-def summarize(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> dict[str, Any]:
-    def best(name: str, pick: str) -> float:
-        values = [
-            r["import_per_s"] if pick == "import" else r["single"]["per_s"] for r in results[name]
-        ]
-        return round(max(values), 1)
+def print_round(run: int, name: str, got: dict[str, Any], args: argparse.Namespace) -> None:
+    single_got = got["single"]
+    print(
+        f"round {run + 1} {name:<9} import {got['import_per_s']:6.0f} couples/s "
+        f"(/healthz meanwhile p50 {got['healthz_during_import_ms']['p50']} ms, "
+        f"max {got['healthz_during_import_ms']['max']} ms)   "
+        f"single ({args.in_flight} in flight) {single_got['per_s']:5.0f}/s, "
+        f"dropped {single_got['dropped']}, error answers {single_got['failed'] or 0}",
+        flush=True,
+    )
+
+
+def summarize(
+    results: dict[str, list[dict[str, Any]]], idle: dict[str, int], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Per tree: the median of the rounds; per round, this tree's figure over the baseline's
+    (the ratio's median is what to read on a noisy machine)."""
+
+    def figure(r: dict[str, Any], pick: str) -> float:
+        return float(r["import_per_s"] if pick == "import" else r["single"]["per_s"])
 
     out: dict[str, Any] = {
         "bench": "import",
-        "couples": args.couples,
-        "single": args.single,
+        "couples_per_round": args.couples,
+        "single_per_round": args.single,
         "in_flight": args.in_flight,
         "rounds": args.rounds,
     }
     for pick in ("import", "single"):
-        base, this = best("baseline", pick), best("this", pick)
-        out[f"{pick}_per_s"] = {"baseline": base, "this": this, "ratio": round(this / base, 2)}
-    out["dropped"] = {n: sum(r["single"]["dropped"] for r in rs) for n, rs in results.items()}
+        base = [figure(r, pick) for r in results["baseline"]]
+        this = [figure(r, pick) for r in results["this"]]
+        out[f"{pick}_per_s"] = {
+            "baseline_median": round(statistics.median(base), 1),
+            "this_median": round(statistics.median(this), 1),
+            "ratio_median": round(
+                statistics.median(t / b for t, b in zip(this, base, strict=True)), 2
+            ),
+        }
     out["healthz_during_import_max_ms"] = {
         n: max(r["healthz_during_import_ms"]["max"] for r in rs) for n, rs in results.items()
     }
-    out["idle_dropped"] = {n: sum(r["idle_dropped"] for r in rs) for n, rs in results.items()}
+    out["dropped"] = {n: sum(r["single"]["dropped"] for r in rs) for n, rs in results.items()}
+    out["idle_probe_dropped"] = idle
     return out
 
 
