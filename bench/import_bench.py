@@ -103,10 +103,11 @@ class Api:
         self.tree = tree
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
+        self.prefix = f"b{uuid.uuid4().hex[:8]}"
         env = {
             **env,
             "TANDEM_API_PORT": str(port),
-            "TANDEM_REDIS_PREFIX": f"b{uuid.uuid4().hex[:8]}",
+            "TANDEM_REDIS_PREFIX": self.prefix,
             "PYTHONPATH": str(tree),
         }
         python = tree / ".venv" / "bin" / "python"
