@@ -34,7 +34,8 @@ from aiokafka import AIOKafkaConsumer
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.import_bench import ADMIN, SINK, Api, couple  # noqa: E402
+from import_bench import ADMIN, SINK, Api, couple  # noqa: E402  (this folder heads sys.path)
+
 from services.scheduler import planning  # noqa: E402
 from services.scheduler.firing import outgoing_due  # noqa: E402
 from services.scheduler.store import SchedulerStore  # noqa: E402
@@ -145,9 +146,10 @@ def main() -> None:
         broker.stop()
         redis.stop()
     summary: dict[str, Any] = {"bench": "priority", "herd": args.herd, "rounds": args.rounds}
-    for name, got in results.items():
-        summary[f"trigger_{name}_median_s"] = round(statistics.median(g["seconds"] for g in got), 3)
-        summary[f"herd_before_{name}_median"] = statistics.median(g["herd_before"] for g in got)
+    for name, rounds in results.items():
+        seconds = statistics.median(r["seconds"] for r in rounds)
+        summary[f"trigger_{name}_median_s"] = round(seconds, 3)
+        summary[f"herd_before_{name}_median"] = statistics.median(r["herd_before"] for r in rounds)
     print(json.dumps(summary))
 
 
