@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, time
 from typing import Literal
 from uuid import uuid4
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -34,6 +34,9 @@ ChannelKind = Literal["push", "sms", "email"]
 QuietHoursPolicy = Literal["hold_both", "per_partner"]
 Rotation = Literal["alternate"]
 Trigger = Literal["schedule", "manual", "snooze"]
+# What a person is waiting for right now (a test nudge, a snooze's re-fire): never queued
+# behind a herd of scheduled nudges (see RitualDue.urgent).
+URGENT_TRIGGERS: frozenset[str] = frozenset({"manual", "snooze"})
 Purpose = Literal["ritual", "celebration", "summary"]
 
 
@@ -141,6 +144,17 @@ class RitualDue(Event):
     goals: list[str] = Field(default_factory=list)
     streak: int = Field(default=0, ge=0)
     summary: WeeklySummary | None = None
+    # Put first: published on the priority topics (shared.topics.urgent), which content and
+    # the notifier consume apart from the herd's. Left out (a record from before this
+    # field), it follows the trigger: a test nudge or a snooze is urgent.
+    urgent: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _urgent_by_default(cls, data: object) -> object:
+        if isinstance(data, dict) and "urgent" not in data:
+            return {**data, "urgent": data.get("trigger") in URGENT_TRIGGERS}
+        return data
 
 
 class Prompt(Contract):

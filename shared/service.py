@@ -57,6 +57,14 @@ log = logging.getLogger("tandem.service")
 Loop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
+# How long an idle keep-alive connection is kept open. Longer than clients keep theirs
+# (httpx: 5 s) and than load balancers' idle timeouts (60 s is common): with uvicorn's 5 s
+# default, a client reusing a connection just as the server closed it lost that request
+# without an answer ("Server disconnected without sending a response"), seen with 16
+# requests in flight while creating couples; the client, not the server, must close first.
+KEEP_ALIVE_SECONDS = 75
+
+
 class ServiceApp(AsgiFastStream):
     """FastStream's ASGI app, whose requests for paths it has no route for go to
     ``fallback`` when one is mounted (the scheduler's FastAPI app), else 404. FastStream's
@@ -274,6 +282,7 @@ class Service:
             lifespan="off",
             log_level="warning",
             access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
             # No handlers of uvicorn's own: its records reach the root handler, whose
             # filter masks what is private (shared/logs.py).
             log_config=None,

@@ -52,11 +52,27 @@ def plan(couple: Couple, ritual: Ritual, now: datetime) -> Plan:
     pause until a date (``resume_at``) while that is still to come -- (None once the rule
     has ended)."""
     since = max(now, couple.resume_at) if couple.resume_at else now
-    out: Plan = {}
+    return dict(zip(track_ids(couple, ritual), next_instants(couple, ritual, since), strict=True))
+
+
+def next_instants(couple: Couple, ritual: Ritual, now: datetime) -> list[float | None]:
+    """:func:`plan`'s instants in the order of ``rituals.tracks`` (ignoring ``resume_at``):
+    they depend only on :func:`schedule_key` and ``now``, so a caller may reuse them for
+    another ritual of the same key (the bulk import does, for couples it creates)."""
+    out: list[float | None] = []
     for track in rituals.tracks(couple, ritual):
-        slot = rituals.next_slot(couple, ritual, track, since)
-        out[track.id] = slot.instant.timestamp() if slot else None
+        slot = rituals.next_slot(couple, ritual, track, now)
+        out.append(slot.instant.timestamp() if slot else None)
     return out
+
+
+def schedule_key(couple: Couple, ritual: Ritual) -> tuple[object, ...]:
+    """What :func:`check`'s verdict and :func:`next_instants` depend on besides ``now``: the
+    schedule as evaluated and the zone of each track, in order."""
+    return (
+        rituals.schedule_of(couple, ritual),
+        tuple(t.zone for t in rituals.tracks(couple, ritual)),
+    )
 
 
 def default_schedule(kind: str, couple: Couple, now: datetime) -> ScheduleSpec:
@@ -157,6 +173,13 @@ def _track_upcoming(
         )
         for slot in [first, *following]
     ]
+
+
+# The outbox score of a test nudge: the outbox is leased lowest score first, and a herd's
+# records wait there scored with their instant, so a trigger scored "now" would be sent
+# after all of them; scored 0 it goes out in the publisher's next batch. (Its event is
+# ``urgent`` too: content and the notifier put it first -- see shared.events.RitualDue.)
+URGENT_VISIBLE_AT = 0.0
 
 
 def manual_trigger(couple: Couple, ritual: Ritual, now: datetime) -> list[Outgoing]:

@@ -141,3 +141,33 @@ async def test_tandem_import_command(running, tmp_path: Path) -> None:
     assert "created 29, refused 2" in result.output, result.output
     assert "line 13: partners: Field required" in result.output, result.output
     assert "line 26: not JSON" in result.output, result.output
+
+
+async def test_imported_rituals_fire_when_the_single_path_would(running) -> None:
+    """Schedules checked and planned once per import (shared by every couple with the
+    same schedule and zones) give each couple what the single routes give it."""
+    _, api = running
+    items = [_item(n) for n in range(3)]
+    got = (await api.post("/v1/couples/import", json={"couples": items}, headers=ADMIN)).json()
+    assert got["created"] == 3, got
+
+    async def upcoming(couple_id: str, token: str) -> list[tuple[str, list[str], str]]:
+        own = {"Authorization": f"Bearer {token}"}
+        listed = (await api.get(f"/v1/couples/{couple_id}/rituals", headers=own)).json()
+        found = []
+        for ritual in sorted(listed["rituals"], key=lambda r: r["kind"]):
+            url = f"/v1/rituals/{ritual['id']}/upcoming?count=3"
+            for o in (await api.get(url, headers=own)).json()["occurrences"]:
+                found.append((ritual["kind"], sorted(o["scheduled_for"].values()), o["wall_time"]))
+        return found
+
+    single = _item(9)
+    rituals = single.pop("rituals")
+    made = (await api.post("/v1/couples", json=single, headers=ADMIN)).json()
+    for body in rituals:
+        answer = await api.post(f"/v1/couples/{made['id']}/rituals", json=body, headers=ADMIN)
+        assert answer.status_code == 201, answer.text
+    expected = await upcoming(made["id"], made["token"])
+    assert len(expected) == 6
+    for result in got["results"]:
+        assert await upcoming(result["id"], result["token"]) == expected

@@ -11,6 +11,7 @@ MULTI/EXEC per :data:`WRITE_CHUNK` couples). The answer is 200 with one result p
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import ValidationError
 
 from services.content.decks import Catalog
-from services.scheduler import planning, rituals
+from services.scheduler import planning
 from services.scheduler.api.couples import build_couple
 from services.scheduler.api.deps import AppriseAsset, AppSettings, CurrentCaller, Decks, Now, Store
 from services.scheduler.api.errors import Invalid, friendly
@@ -37,9 +38,10 @@ PATH = "/v1/couples/import"
 # The body limit of this route alone (every other keeps errors.MAX_BODY_BYTES): room for
 # IMPORT_MAX_COUPLES couples of a few rituals each.
 MAX_BODY_BYTES = 8 * 1024 * 1024
-# Couples per Redis round trip.
+# Couples per Redis round trip (one MULTI/EXEC), written while the next ones are built.
 WRITE_CHUNK = 250
-# Items built at once (each may wait on DNS for its channels' hosts).
+# Items built at once (each may wait on DNS for its channels' hosts); the event loop gets
+# its turn between such groups.
 CONCURRENCY = 32
 
 Loc = list[str | int]
@@ -68,28 +70,55 @@ async def import_couples(
     if caller.who is not None:
         raise HTTPException(403, "only the admin token imports couples")
     policy = egress_policy(settings.channel_allow)
-    gate = asyncio.Semaphore(CONCURRENCY)
-    checked = Checked()
-
-    async def one(index: int, item: Any) -> NewCouple | Refused:
-        async with gate:
-            try:
-                return await _build(index, item, fairness, asset, policy, decks, now, checked)
-            except Refused as refused:
-                return refused
-
-    built = await asyncio.gather(*(one(i, item) for i, item in enumerate(body.couples)))
-    fine = [b for b in built if isinstance(b, NewCouple)]
-    for start in range(0, len(fine), WRITE_CHUNK):
-        await store.create_couples(fine[start : start + WRITE_CHUNK])
+    schedules = Schedules()
+    built: list[NewCouple | Refused] = []
+    writes: list[asyncio.Task[None]] = []
+    for start in range(0, len(body.couples), WRITE_CHUNK):
+        chunk = await _build_chunk(
+            body.couples[start : start + WRITE_CHUNK],
+            start,
+            lambda i, item: _build(i, item, fairness, asset, policy, decks, now, schedules),
+        )
+        built += chunk
+        # Written while the next chunk is built: Redis works on its own core meanwhile.
+        fine = [b for b in chunk if isinstance(b, NewCouple)]
+        writes.append(asyncio.create_task(store.create_couples(fine)))
+    await asyncio.gather(*writes)
     results: list[dict[str, Any]] = []
     for index, b in enumerate(built):
         if isinstance(b, NewCouple):
             results.append({"index": index, "id": b.couple.id, "token": b.token})
         else:
             results.append({"index": index, "errors": b.errors})
-    created = len(fine)
+    created = sum(isinstance(b, NewCouple) for b in built)
     return {"created": created, "refused": len(built) - created, "results": results}
+
+
+async def _build_chunk(
+    items: list[Any], offset: int, build: Callable[[int, Any], Awaitable[NewCouple]]
+) -> list[NewCouple | Refused]:
+    """``build`` of each item (index ``offset + i``), or why it was refused, in order.
+
+    Building is CPU work (Apprise parsing channel URLs, schedules evaluated, models made)
+    that only waits when a channel's host must be resolved: run a whole request's items in
+    one go and the event loop -- every other request of this replica, a test nudge among
+    them -- waits for it. So :data:`CONCURRENCY` items at a time, giving the loop back
+    between groups (a group costs a few milliseconds)."""
+    out: list[NewCouple | Refused] = []
+    for start in range(0, len(items), CONCURRENCY):
+        group = items[start : start + CONCURRENCY]
+        out += await asyncio.gather(
+            *(_refused_or(build(offset + start + j, item)) for j, item in enumerate(group))
+        )
+        await asyncio.sleep(0)
+    return out
+
+
+async def _refused_or(building: Awaitable[NewCouple]) -> NewCouple | Refused:
+    try:
+        return await building
+    except Refused as refused:
+        return refused
 
 
 async def _build(
@@ -100,7 +129,7 @@ async def _build(
     policy: EgressPolicy,
     decks: Catalog,
     now: datetime,
-    checked: Checked,
+    schedules: Schedules,
 ) -> NewCouple:
     """Item ``index`` built as the single-couple routes build it, or :class:`Refused`."""
     try:
@@ -124,36 +153,36 @@ async def _build(
         try:
             check_deck(decks, body.kind, body.deck)
             ritual = new_ritual(couple, body, now)
-            await checked(couple, ritual, now)
+            schedule = await schedules.plan(couple, ritual, now)
         except Invalid as exc:  # its loc starts with "body": the ritual's own fields follow
             raise Refused([_error([index, "rituals", j, *exc.loc[1:]], exc.reason)]) from None
-        built.append((ritual, planning.plan(couple, ritual, now)))
+        built.append((ritual, schedule))
     return NewCouple(couple, token, urls, built)
 
 
-class Checked:
-    """:func:`check_schedule` once per distinct schedule of one import: its verdict depends
-    only on the schedule as evaluated (``rituals.schedule_of``), the zones of the ritual's
-    tracks and ``now`` (one per request), and a migration repeats a few schedules many
-    times."""
+class Schedules:
+    """:func:`check_schedule` and the first firings (:func:`planning.next_instants`) once
+    per distinct schedule of one import: both depend only on :func:`planning.schedule_key`
+    and ``now`` (one per request), and a migration repeats a few schedules many times (every
+    default evening check-in of one zone is the same rule from the same local midnight)."""
 
     def __init__(self) -> None:
-        self.verdicts: dict[object, Invalid | None] = {}
+        self.known: dict[object, Invalid | list[float | None]] = {}
 
-    async def __call__(self, couple: Couple, ritual: Ritual, now: datetime) -> None:
-        key = (
-            rituals.schedule_of(couple, ritual),
-            tuple(t.zone for t in rituals.tracks(couple, ritual)),
-        )
-        if key not in self.verdicts:
+    async def plan(self, couple: Couple, ritual: Ritual, now: datetime) -> planning.Plan:
+        """Raise :class:`Invalid` as :func:`check_schedule` would, else ``ritual``'s plan."""
+        key = planning.schedule_key(couple, ritual)
+        if key not in self.known:
             try:
                 await check_schedule(couple, ritual, now)
-                self.verdicts[key] = None
+                self.known[key] = planning.next_instants(couple, ritual, now)
             except Invalid as exc:
-                self.verdicts[key] = exc
-        verdict = self.verdicts[key]
-        if verdict is not None:
-            raise Invalid(verdict.loc, verdict.reason)
+                self.known[key] = exc
+        found = self.known[key]
+        if isinstance(found, Invalid):
+            raise Invalid(found.loc, found.reason)
+        tracks = planning.track_ids(couple, ritual)
+        return dict(zip(tracks, found, strict=True))
 
 
 def _error(loc: Loc, msg: str) -> Error:

@@ -180,7 +180,7 @@ async def trigger(
     ids = [e.id for e in events]
     answer = {"occurrence_id": ids[0], "occurrence_ids": ids}
     if idempotency_key is None:
-        await store.enqueue(now.timestamp(), events)
+        await store.enqueue(planning.URGENT_VISIBLE_AT, events)
     else:
         earlier = await store.enqueue_once(
             scope,
@@ -188,7 +188,7 @@ async def trigger(
             idempotency_key,
             json.dumps(answer),
             IDEMPOTENCY_TTL_SECONDS,
-            now.timestamp(),
+            planning.URGENT_VISIBLE_AT,
             events,
         )
         if earlier is not None:  # a concurrent request with the same key came first

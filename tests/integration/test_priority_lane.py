@@ -1,0 +1,83 @@
+"""The priority lane: a test nudge (and a snooze) never waits behind a herd. Over a real
+Redis (the outbox a herd fills) and a real broker (the record as content receives it)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.scheduler import planning
+from services.scheduler.api import rituals as ritual_routes
+from services.scheduler.firing import outgoing_due
+from services.scheduler.store import SchedulerStore
+from shared.events import RitualDue
+from shared.redis import Keys, make_redis
+from shared.secrets import SecretBox
+from shared.topics import RITUAL_DUE
+from shared.vault import Vault
+from tests.integration.test_scheduler_routers import a_couple, bare_app, client
+from tests.support.kafka import TopicReader
+from tests.support.scheduler import ADMIN, couple_body
+
+HERD = 2_000
+
+
+@pytest.fixture
+async def own_store(infra) -> AsyncIterator[SchedulerStore]:
+    settings = infra.settings()
+    redis = make_redis(settings)
+    keys = Keys(settings.redis_prefix)
+    yield SchedulerStore(redis, keys, Vault(redis, keys, SecretBox(settings.secret_key)))
+    await redis.aclose()
+
+
+async def test_a_trigger_is_leased_before_a_herd_waiting_in_the_outbox(infra, own_store) -> None:
+    store = own_store
+    couple = await a_couple(store)
+    app = bare_app(ritual_routes.router, infra.settings(), store, on_enqueue=lambda: None)
+    now = datetime.now(UTC)
+    async with client(app) as api:
+        created = await api.post(f"/v1/couples/{couple.id}/rituals", json={"kind": "hug"})
+        assert created.status_code == 201, created.text
+        ritual = await store.get_ritual(created.json()["id"])
+        assert ritual is not None
+        # A herd due a minute ago, still waiting to be sent.
+        scheduled = [
+            json.loads(o.value)
+            for _ in range(HERD)
+            for o in planning.manual_trigger(couple, ritual, now)
+        ]
+        herd = [
+            outgoing_due(RitualDue.model_validate({**e, "trigger": "schedule", "urgent": False}))
+            for e in scheduled
+        ]
+        await store.enqueue((now - timedelta(minutes=1)).timestamp(), herd)
+        plain = (await api.post(f"/v1/rituals/{ritual.id}/trigger")).json()
+        keyed = await api.post(
+            f"/v1/rituals/{ritual.id}/trigger", headers={"Idempotency-Key": "test-nudge-1"}
+        )
+    first = await store.lease_outbox(now.timestamp() + 1, now.timestamp() + 30, 10)
+    assert {o.id for o in first[:2]} == {plain["occurrence_id"], keyed.json()["occurrence_id"]}
+    for sent in first[:2]:
+        assert json.loads(sent.value)["urgent"] is True
+    assert all(json.loads(o.value)["urgent"] is False for o in first[2:])
+
+
+async def test_a_triggered_record_reaches_the_broker_marked_urgent(module_infra, running) -> None:
+    _, api = running
+    async with TopicReader(module_infra.settings(), RITUAL_DUE) as reader:
+        couple = (await api.post("/v1/couples", json=couple_body(), headers=ADMIN)).json()
+        ritual = (
+            await api.post(
+                f"/v1/couples/{couple['id']}/rituals", json={"kind": "hug"}, headers=ADMIN
+            )
+        ).json()
+        answer = await api.post(f"/v1/rituals/{ritual['id']}/trigger", headers=ADMIN)
+        assert answer.status_code == 202, answer.text
+        occurrence = answer.json()["occurrence_id"]
+        records = await reader.until(lambda rs: any(r["occurrence_id"] == occurrence for r in rs))
+    event = next(r for r in records if r["occurrence_id"] == occurrence)
+    assert event["trigger"] == "manual" and event["urgent"] is True
