@@ -57,9 +57,9 @@ class Coalescer:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for commands, _ in batch:
-                    before = len(pipe.command_stack)
+                    before = len(pipe)
                     commands(pipe)
-                    sizes.append(len(pipe.command_stack) - before)
+                    sizes.append(len(pipe) - before)
                 replies = await pipe.execute(raise_on_error=False)
         except BaseException as exc:  # the pipeline as a whole: every caller learns of it
             for _, future in batch:
