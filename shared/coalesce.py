@@ -20,7 +20,28 @@ from typing import Any
 from shared.redis import StrRedis
 
 Commands = Callable[[Any], object]
-"""Queues one caller's commands on the pipeline it is given (``pipe.get(key)``...)."""
+"""Queues one caller's commands on the pipeline it is given (``pipe.get(key)``,
+``pipe.eval(...)``: plain commands, not ``Script`` objects, which want the pipeline itself)."""
+
+
+class _Counting:
+    """A pipeline as one caller sees it: every command it queues is counted, so its replies
+    can be told from the next caller's. (``len(pipe)`` would do on a plain pipeline, but
+    redis-py 8's asyncio ``ClusterPipeline`` keeps no command stack to count.)"""
+
+    def __init__(self, pipe: Any) -> None:
+        self._pipe = pipe
+        self.queued = 0
+
+    def __getattr__(self, name: str) -> Any:
+        command = getattr(self._pipe, name)
+
+        def queue(*args: Any, **kwargs: Any) -> _Counting:
+            command(*args, **kwargs)
+            self.queued += 1
+            return self
+
+        return queue
 
 
 class Coalescer:
@@ -57,9 +78,9 @@ class Coalescer:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for commands, _ in batch:
-                    before = len(pipe)
-                    commands(pipe)
-                    sizes.append(len(pipe) - before)
+                    counting = _Counting(pipe)
+                    commands(counting)
+                    sizes.append(counting.queued)
                 replies = await pipe.execute(raise_on_error=False)
         except BaseException as exc:  # the pipeline as a whole: every caller learns of it
             for _, future in batch:
