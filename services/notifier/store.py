@@ -29,7 +29,6 @@ claim token, so a slow replica cannot clobber one that took the job over.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 import zlib
@@ -37,7 +36,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from redis.exceptions import NoScriptError
 
 from shared.coalesce import Coalescer
 from shared.events import DeliveryAttempt, NudgeReady
@@ -170,7 +168,6 @@ class NotifierStore:
         # pipeline per loop turn (their keys share one hash tag per call: cluster-safe).
         self._ledger = Coalescer(redis)
         self._release = redis.register_script(_RELEASE)
-        self._claim_jobs = redis.register_script(_CLAIM_JOBS)
         self._enqueue_nx = redis.register_script(_ENQUEUE_NX)
         self._ack = redis.register_script(_ACK)
         self._reschedule = redis.register_script(_RESCHEDULE)
@@ -243,17 +240,13 @@ class NotifierStore:
         token = uuid.uuid4().hex
         share = max(1, limit // QUEUE_BUCKETS)
         args: list[str | int] = [now, now + int(lease_s * 1000), share, token]
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for index in range(QUEUE_BUCKETS):
-                    await self._claim_jobs(keys=self._bucket(index), args=args, client=pipe)
-                replies = await pipe.execute()
-        except NoScriptError:
-            # A client whose pipelines do not load scripts (a cluster's, on a master that
-            # has not seen it yet): one call per bucket loads it where it is missing.
-            replies = await asyncio.gather(
-                *(self._claim_jobs(keys=self._bucket(i), args=args) for i in range(QUEUE_BUCKETS))
-            )
+        # EVAL, not EVALSHA: a cluster client refuses EVALSHA in a pipeline (it cannot load
+        # a missing script there), and the source is short.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for index in range(QUEUE_BUCKETS):
+                keys = self._bucket(index)
+                pipe.eval(_CLAIM_JOBS, len(keys), *keys, *args)
+            replies = await pipe.execute()
         return [
             ClaimedJob(Job.model_validate_json(flat[i + 1]), token)
             for flat in replies

@@ -128,16 +128,11 @@ CLUSTER_TESTS = (
 )
 
 _SCHED = "tests/integration/test_scheduler_firing.py::"
-_NOTIFIER = "tests/integration/test_notifier_delivery.py::"
 # services/scheduler/store.py: create_couple's MULTI/EXEC writes sched:couple:<id>,
 # sched:token:<digest>, sched:couple:<id>:token, sched:ritual:<id>, sched:due, sched:queue
 # and vault:{<id>}:* together (and the claim/commit/once/lease scripts mix sched:queue,
 # sched:due, sched:outbox, sched:outbox:payloads, sched:idem:...): branch schedule.
 _SCHEDULER_STORE = "scheduler store: create_couple MULTI over untagged sched:* keys"
-# services/notifier/store.py: the delay queue's scripts (enqueue, claim, ack, reschedule)
-# take notifier:due, notifier:jobs and notifier:claims, three untagged keys: branch deliver.
-_DELAY_QUEUE = "notifier store: delay-queue EVALSHA over untagged notifier:due/jobs/claims"
-
 # Tests that fail on a cluster because a store outside this branch still mixes slots in one
 # transaction or script (test node id -> what): expected to fail, strictly (so a fix shows
 # up as XPASS and its entry must go), until those stores are cluster-safe.
@@ -150,15 +145,6 @@ PENDING_CROSS_SLOT: dict[str, str] = {
             "test_stale_occurrence_beyond_grace_is_only_missed",
             "test_three_replicas_fire_every_occurrence_exactly_once",
             "test_replica_killed_mid_batch_loses_nothing",
-        )
-    },
-    **{
-        _NOTIFIER + name: _DELAY_QUEUE
-        for name in (
-            "test_retries_with_backoff_then_delivers",
-            "test_dead_letters_after_max_attempts",
-            "test_quiet_hours_hold_until_the_window_ends[hold_both]",
-            "test_quiet_hours_hold_until_the_window_ends[per_partner]",
         )
     },
 }
