@@ -144,7 +144,7 @@ class RitualDue(Event):
     goals: list[str] = Field(default_factory=list)
     streak: int = Field(default=0, ge=0)
     summary: WeeklySummary | None = None
-    # Put first: published on the priority topics (shared.topics.urgent), which content and
+    # Put first: published on the urgent topics (shared.topics.lane), which content and
     # the notifier consume apart from the herd's. Left out (a record from before this
     # field), it follows the trigger: a test nudge or a snooze is urgent.
     urgent: bool = False

@@ -126,8 +126,10 @@ def traceback_tail(exc: BaseException, frames: int = 4) -> list[str]:
 # publishers and subscribers declare (so the AsyncAPI document names it).
 CONTRACTS: dict[str, type[BaseModel]] = {
     topics.RITUAL_DUE: events.RitualDue,
+    topics.RITUAL_DUE_URGENT: events.RitualDue,
     topics.RITUAL_MISSED: events.RitualMissed,
     topics.NUDGE_READY: events.NudgeReady,
+    topics.NUDGE_READY_URGENT: events.NudgeReady,
     topics.NUDGE_DELIVERED: events.NudgeDelivered,
     topics.NUDGE_FAILED: events.NudgeFailed,
     **{t: DeadLetter for t in ALL_TOPICS if t.endswith(".dlq")},

@@ -136,16 +136,21 @@ def build(
         link_key=settings.secret_key,
         public_url=settings.api_url,
     )
-    ready = service.publisher(topics.NUDGE_READY)
+    ready = {t: service.publisher(t) for t in (topics.NUDGE_READY, topics.NUDGE_READY_URGENT)}
 
-    @service.keyed_subscriber(topics.RITUAL_DUE, group_id=GROUP_ID)
     async def on_ritual_due(due: RitualDue, record: Record) -> None:
-        """One ``nudge.ready`` per ``ritual.due``, keyed by couple, acknowledged before the
-        record is committed; :class:`Poison` for a record no retry can fix."""
+        """One ``nudge.ready`` per ``ritual.due`` (an urgent one on the urgent lane), keyed
+        by couple, acknowledged before the record is committed; :class:`Poison` for a
+        record no retry can fix."""
         nudge = await content.nudge(due)
-        await record.publish(ready, nudge, key=due.couple_id)
+        lane = topics.lane(topics.NUDGE_READY, urgent=nudge.urgent)
+        await record.publish(ready[lane], nudge, key=due.couple_id)
         PROMPTS.labels(nudge.prompt.deck).inc()
         log.debug("nudge ready", extra=_ids(due, nudge))
+
+    # Two consumers, one handler: the urgent lane is fetched apart from the herd's backlog.
+    for topic in (topics.RITUAL_DUE, topics.RITUAL_DUE_URGENT):
+        service.keyed_subscriber(topic, group_id=GROUP_ID)(on_ritual_due)
 
     async def check_redis() -> None:  # fail fast: no consuming without Redis
         await service.redis.ping()  # type: ignore[misc]

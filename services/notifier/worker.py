@@ -30,7 +30,7 @@ from shared.redis import Keys
 from shared.secrets import SecretBox
 from shared.service import Service
 from shared.settings import Settings
-from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY, dlq
+from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY, NUDGE_READY_URGENT, dlq
 from shared.vault import Vault
 
 log = logging.getLogger("tandem.notifier")
@@ -140,6 +140,8 @@ def build(settings: Settings) -> Notifier:
     )
     publishers = {t: service.publisher(t) for t in (NUDGE_DELIVERED, NUDGE_FAILED)}
     consumer = service.keyed_subscriber(NUDGE_READY, group_id=GROUP_ID)
+    # The urgent lane (test nudges, snoozes) is fetched apart from a herd's backlog.
+    urgent = service.keyed_subscriber(NUDGE_READY_URGENT, group_id=GROUP_ID)
     publishers[dlq(NUDGE_READY)] = service.publisher(dlq(NUDGE_READY))
 
     async def publish(event: BaseModel, topic: str, key: str) -> Awaitable[object]:
@@ -151,6 +153,7 @@ def build(settings: Settings) -> Notifier:
 
     delivery = Delivery(settings, store, vault, channels, publish)
 
+    @urgent
     @consumer
     async def on_nudge_ready(nudge: NudgeReady, record: Record) -> None:
         """Deliver to every partner (the ledger makes a redelivery a no-op for whoever
