@@ -73,8 +73,8 @@ class Settings(BaseSettings):
     scheduler_batch: int = Field(default=2000, ge=1)
     scheduler_lease_seconds: float = Field(default=15.0, gt=0)
     # The schedule (due tracks, outbox) is split into this many buckets, each under its own
-    # Redis Cluster hash tag, so claims spread over a cluster's masters. Changing it moves
-    # tracks between buckets: run `tandem migrate-schedule` after (see the README).
+    # Redis Cluster hash tag, so claims spread over a cluster's masters. Fixed for a
+    # deployment's lifetime: changing it moves tracks between buckets (see the README).
     scheduler_buckets: int = Field(default=16, ge=1, le=16384)
     # A couple's nudge history: the newest this many occurrences, none older than the TTL.
     history_keep: int = Field(default=100, ge=1)
