@@ -152,6 +152,11 @@ def make_redis(settings: Settings) -> StrRedis:
     return cast(StrRedis, client)
 
 
+def is_cluster(redis: object) -> bool:
+    """Whether ``redis`` is a Redis Cluster client (no MULTI, MGET or script across slots)."""
+    return isinstance(redis, RedisCluster)
+
+
 class Keys:
     """Every Redis key Tandem writes, under one prefix so several deployments (or test runs)
     can share a server."""

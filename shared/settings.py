@@ -77,9 +77,19 @@ class Settings(BaseSettings):
     admin_rate_limit: str = "1200/minute"
 
     # Scheduler
-    scheduler_tick_seconds: float = Field(default=0.5, gt=0)
-    scheduler_batch: int = Field(default=500, ge=1)
+    # The longest the firing loop sleeps when nothing is due and nothing wakes it (a ritual
+    # saved through another process's API, a lease running out); it normally sleeps until
+    # the earliest due instant or until a save wakes it.
+    scheduler_tick_seconds: float = Field(default=5.0, gt=0)
+    scheduler_batch: int = Field(default=2000, ge=1)
     scheduler_lease_seconds: float = Field(default=15.0, gt=0)
+    # The schedule (due tracks, outbox) is split into this many buckets, each under its own
+    # Redis Cluster hash tag, so claims spread over a cluster's masters. Fixed for a
+    # deployment's lifetime: changing it moves tracks between buckets (see the README).
+    scheduler_buckets: int = Field(default=16, ge=1, le=16384)
+    # A couple's nudge history: the newest this many occurrences, none older than the TTL.
+    history_keep: int = Field(default=100, ge=1)
+    history_ttl_seconds: int = Field(default=30 * 86400, ge=60)
     # A missed occurrence may still fire late if it is younger than this fraction of the
     # ritual's cadence (daily -> 2 h, weekly -> 14 h, quarterly -> ~7 days).
     grace_fraction: float = Field(default=1 / 12, gt=0, le=1)

@@ -1,22 +1,30 @@
 """What the scheduler (owner of couples) shares with the notifier through Redis: the
-encrypted channel URLs and whether a couple is paused. The scheduler writes; the notifier
+encrypted channel URLs and whether a couple is paused (``<prefix>:{<couple id>}:p``, present
+while it is). The scheduler writes; the notifier
 only reads, at the moment of sending, so a pause or a changed channel takes effect on the
-next delivery attempt."""
+next delivery attempt.
+
+A couple's channels are one value, ``<prefix>:{<couple id>}:v``: the Fernet token of the
+compact JSON object channel id -> URL (one token per couple rather than per channel: a
+Fernet token carries ~60 bytes of overhead before base64). The key shares the couple's hash
+tag, so it sits in the couple's Redis Cluster slot."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
 
 from shared.redis import Keys, StrRedis
 from shared.secrets import SecretBox
 
-# Replace one channel's ciphertext only if it is still the one that was read (a channel
-# the scheduler rewrote meanwhile is left as it is).
+# Replace a couple's ciphertext only if it is still the one that was read (channels the
+# scheduler rewrote meanwhile are left as they are).
 _SWAP = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2])
   return 1
 end
 return 0
@@ -29,7 +37,7 @@ class Rotation:
     under the current key, and unreadable (no configured key opens them)."""
 
     couples: int = 0
-    rotated: int = 0
+    rotated: int = 0  # rotated and current count channel URLs; unreadable, couples
     current: int = 0
     unreadable: int = 0
 
@@ -42,69 +50,85 @@ class Vault:
         self._swap = redis.register_script(_SWAP)
 
     def _channels(self, couple_id: str) -> str:
-        return self.keys("vault", couple_id, "channels")
+        return self.keys(f"{{{couple_id}}}", "v")
 
-    def _paused(self) -> str:
-        return self.keys("vault", "paused")
+    def _paused(self, couple_id: str) -> str:
+        return self.keys(f"{{{couple_id}}}", "p")
 
     def store_channels(self, pipe: Pipeline, couple_id: str, urls: dict[str, str]) -> None:
         """Queue on ``pipe``: replace the couple's channels (channel id -> plain URL)."""
         key = self._channels(couple_id)
-        pipe.delete(key)
         if urls:
-            pipe.hset(key, mapping={cid: self.box.encrypt(url) for cid, url in urls.items()})
+            pipe.set(key, self.box.encrypt(json.dumps(urls, separators=(",", ":"))))
+        else:
+            pipe.delete(key)
 
-    def put_channel(self, pipe: Pipeline, couple_id: str, channel_id: str, url: str) -> None:
-        """Queue on ``pipe``: add or replace one channel (the others stay)."""
-        pipe.hset(self._channels(couple_id), channel_id, self.box.encrypt(url))
-
-    def drop_channel(self, pipe: Pipeline, couple_id: str, channel_id: str) -> None:
-        """Queue on ``pipe``: remove one channel (the notifier no longer finds it)."""
-        pipe.hdel(self._channels(couple_id), channel_id)
+    async def update_channels(self, couple_id: str, put: dict[str, str], drop: list[str]) -> None:
+        """Add or replace ``put`` (channel id -> plain URL) and remove ``drop``, leaving the
+        couple's other channels as they are: a read-modify-write of the couple's one value,
+        WATCHed so a concurrent writer's change is not lost (retried on a conflict)."""
+        key = self._channels(couple_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    token = await pipe.get(key)
+                    urls = json.loads(self.box.decrypt(str(token))) if token else {}
+                    urls.update(put)
+                    for channel_id in drop:
+                        urls.pop(channel_id, None)
+                    pipe.multi()
+                    self.store_channels(pipe, couple_id, urls)
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue
 
     def set_paused(self, pipe: Pipeline, couple_id: str, paused: bool) -> None:
         if paused:
-            pipe.sadd(self._paused(), couple_id)
+            pipe.set(self._paused(couple_id), "1")
         else:
-            pipe.srem(self._paused(), couple_id)
+            pipe.delete(self._paused(couple_id))
 
     def forget(self, pipe: Pipeline, couple_id: str) -> None:
-        pipe.delete(self._channels(couple_id))
-        pipe.srem(self._paused(), couple_id)
+        pipe.delete(self._channels(couple_id), self._paused(couple_id))
 
     async def channel_url(self, couple_id: str, channel_id: str) -> str | None:
         """The plain URL of a channel, or None if the couple or channel is gone."""
-        token = await self.redis.hget(self._channels(couple_id), channel_id)
-        return self.box.decrypt(token) if token else None
+        token = await self.redis.get(self._channels(couple_id))
+        if not token:
+            return None
+        found: str | None = json.loads(self.box.decrypt(token)).get(channel_id)
+        return found
 
     async def is_paused(self, couple_id: str) -> bool:
-        return bool(await self.redis.sismember(self._paused(), couple_id))
+        return bool(await self.redis.exists(self._paused(couple_id)))
 
     async def exists(self, couple_id: str) -> bool:
         return bool(await self.redis.exists(self._channels(couple_id)))
-
-    async def swap(self, key: str, field: str, old: str, new: str) -> bool:
-        """Set ``field`` of the hash ``key`` to ``new`` only if it still holds ``old`` (a
-        value rewritten meanwhile is left as it is); whether it was set."""
-        return bool(await self._swap(keys=[key], args=[field, old, new]))
 
     async def rotate(self) -> Rotation:
         """Re-encrypt every stored channel URL under the box's current key (the old keys
         still decrypt them until then). Idempotent: a URL already under the current key is
         left alone, so a second run re-encrypts nothing."""
         done = Rotation()
-        async for key in self.redis.scan_iter(match=self.keys("vault", "*", "channels")):
+        async for key in self.redis.scan_iter(match=self.keys("{*}", "v")):
+            token = await self.redis.get(key)
+            if not token:
+                continue
             done.couples += 1
-            for channel_id, token in (await self.redis.hgetall(key)).items():
-                if self.box.is_current(token):
-                    done.current += 1
-                    continue
-                try:
-                    fresh = self.box.rotate(token)
-                except ValueError:
-                    done.unreadable += 1
-                    continue
-                swapped = await self._swap(keys=[key], args=[channel_id, token, fresh])
-                done.rotated += int(swapped)
-                done.current += 1 - int(swapped)  # rewritten meanwhile, by the scheduler
+            if self.box.is_current(token):
+                done.current += len(json.loads(self.box.decrypt(token)))
+                continue
+            try:
+                fresh = self.box.rotate(token)
+            except ValueError:
+                done.unreadable += 1
+                continue
+            count = len(json.loads(self.box.decrypt(fresh)))
+            swapped = await self._swap(keys=[key], args=[token, fresh])
+            if swapped:
+                done.rotated += count
+            else:  # rewritten meanwhile, by the scheduler
+                done.current += count
         return done

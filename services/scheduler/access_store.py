@@ -72,6 +72,16 @@ return {'wrong', left}
 # Counts one send, or (past the limit) counts nothing and answers the seconds to wait. The
 # window starts at the first send (EXPIRE only on a counter without one: ``EXPIRE ... NX``
 # would say the same but needs Redis 7, and Redis 6.2 is supported).
+# Replace a channel record only if it still holds what was read (a record rewritten
+# meanwhile is left as it is): key rotation racing a partner's change.
+_SWAP_FIELD = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+
 _COUNT_SEND = """
 local count = redis.call('INCR', KEYS[1])
 if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
@@ -101,6 +111,7 @@ class AccessStore:
         self._redeem = self.redis.register_script(_REDEEM)
         self._try = self.redis.register_script(_TRY)
         self._count_send = self.redis.register_script(_COUNT_SEND)
+        self._swap_field = self.redis.register_script(_SWAP_FIELD)
 
     def _global(self, *parts: str) -> str:
         """A key of a global index (its own slot)."""
@@ -241,12 +252,7 @@ class AccessStore:
     async def publish(self, couple_id: str, put: dict[str, str], drop: list[str]) -> None:
         """Write channels where the notifier reads them: ``put`` (channel id -> plain URL)
         added or replaced, ``drop`` removed."""
-        async with self.redis.pipeline(transaction=True) as pipe:  # the vault's couple slot
-            for channel_id, url in put.items():
-                self.vault.put_channel(pipe, couple_id, channel_id, url)
-            for channel_id in drop:
-                self.vault.drop_channel(pipe, couple_id, channel_id)
-            await pipe.execute()
+        await self.vault.update_channels(couple_id, put, drop)
 
     # -- codes ----------------------------------------------------------------------------
     async def count_send(self, grant: PartnerGrant, limit: int) -> int | None:
@@ -292,7 +298,9 @@ class AccessStore:
                 except ValueError:
                     done.unreadable += 1
                     continue
-                swapped = await self.vault.swap(key, channel_id, raw, fresh.model_dump_json())
+                swapped = await self._swap_field(
+                    keys=[key], args=[channel_id, raw, fresh.model_dump_json()]
+                )
                 done.rotated += int(swapped)
                 done.current += 1 - int(swapped)
         return done

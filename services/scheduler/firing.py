@@ -2,12 +2,16 @@
 
 All replicas are active; they share the work through the leases in
 :mod:`services.scheduler.store`, so there is no leader to elect and nothing to fail over.
+
+The loop sleeps until the earliest due instant of any bucket, or until woken: by a save in
+this process (the store's listener), by one in another process (Redis pub/sub), or by a
+herd still being drained. ``scheduler_tick_seconds`` only bounds that sleep, for leases that
+run out and wake-ups that were lost.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -16,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 
 from services.scheduler import metrics, occurrences, recurrence, rituals
@@ -29,6 +34,10 @@ from shared.topics import RITUAL_DUE, RITUAL_MISSED
 log = logging.getLogger("tandem.scheduler.firing")
 
 OUTBOX_BATCH = 2000
+# From this many records per outbox batch on, they skip FastStream (see Firer._send).
+DIRECT_SEND_FROM = 64
+_HEADERS_FS = {"content-type": "application/json"}
+_HEADERS = [("content-type", b"application/json")]
 # Kinds whose firings carry more than the ritual: last quarter's goals, the week's numbers.
 ENRICHED_KINDS = frozenset({"relationship_checkin", "weekly_summary"})
 Extras = Callable[[rituals.Couple, rituals.Ritual, date, datetime], Awaitable[dict[str, Any]]]
@@ -69,6 +78,14 @@ def _missed(
     return Outgoing(event.event_id, RITUAL_MISSED, couple.id, event.model_dump_json())
 
 
+def _raw_producer(broker: KafkaBroker) -> AIOKafkaProducer | None:
+    """The aiokafka producer under a connected FastStream broker, or None (not connected,
+    or a FastStream whose internals moved: then everything goes through FastStream)."""
+    state = getattr(broker.config.producer, "_producer", None)
+    producer = getattr(state, "producer", None)
+    return producer if isinstance(producer, AIOKafkaProducer) else None
+
+
 class Firer:
     def __init__(
         self,
@@ -89,6 +106,13 @@ class Firer:
         self.settings = settings
         self.clock = clock
         self._outbox_ready = asyncio.Event()
+        self._rescheduled = asyncio.Event()
+        store.on_scheduled(self._on_scheduled)
+
+    def _on_scheduled(self, earliest: float) -> None:
+        """A track was (re)scheduled: wake the firing loop so it sleeps until that due
+        instant rather than until its fallback tick."""
+        self._rescheduled.set()
 
     def wake(self) -> None:
         """Tell the publisher the outbox has something new (a trigger, a snooze)."""
@@ -125,7 +149,8 @@ class Firer:
                 log.exception("cannot fire track %s", track_id)
         committed = await self.store.commit(now, commits)
         metrics.TAKEN_OVER.inc(len(commits) - committed)
-        self._outbox_ready.set()
+        if committed:
+            self._outbox_ready.set()
         return len(claimed)
 
     def _decide(
@@ -181,20 +206,12 @@ class Firer:
             return 0
         # Pipelined: hand every record to the producer, then wait for all the acks. The
         # outbox holds each event's JSON as committed; it is sent as is, not re-encoded.
-        futures = [
-            await self.publishers[e.topic].publish(
-                e.value.encode(),
-                key=e.key.encode(),
-                headers={"content-type": "application/json"},
-                no_confirm=True,
-            )
-            for e in entries
-        ]
+        futures = await self._send(entries)
         results = await asyncio.gather(*futures, return_exceptions=True)
         acked = [
             e for e, r in zip(entries, results, strict=True) if not isinstance(r, BaseException)
         ]
-        await self.store.ack_outbox([e.id for e in acked])
+        await self.store.ack_outbox(acked)
         if len(acked) < len(entries):
             error = next(r for r in results if isinstance(r, BaseException))
             log.warning(
@@ -215,33 +232,53 @@ class Firer:
                 )
         return len(acked)
 
+    async def _send(self, entries: list[Outgoing]) -> list[asyncio.Future[Any]]:
+        """Hand ``entries`` to the producer without waiting for acknowledgements; returns
+        one future per entry. A few go through the declared FastStream publishers (a
+        traced span each); a herd-sized batch goes straight to the aiokafka producer
+        underneath, where a span and middleware per record cost more than the sending."""
+        producer = _raw_producer(self.broker)
+        if producer is None or len(entries) < DIRECT_SEND_FROM:
+            return [
+                await self.publishers[e.topic].publish(
+                    e.value.encode(), key=e.key.encode(), headers=_HEADERS_FS, no_confirm=True
+                )
+                for e in entries
+            ]
+        return [
+            await producer.send(e.topic, e.value.encode(), key=e.key.encode(), headers=_HEADERS)
+            for e in entries
+        ]
+
     # -- loops --------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Fire and publish until ``stop`` is set."""
-        await asyncio.gather(self._fire_loop(stop), self._publish_loop(stop))
+        await asyncio.gather(
+            self._fire_loop(stop), self._publish_loop(stop), self._listen_loop(stop)
+        )
 
     async def _fire_loop(self, stop: asyncio.Event) -> None:
         failures = 0
         while not stop.is_set():
+            # cleared before looking, so a save that lands while we look still wakes us
+            self._rescheduled.clear()
             try:
                 claimed = await self.fire_due()
                 failures = 0
-                if claimed >= self.settings.scheduler_batch:
-                    # A herd is due: send this batch before claiming the next, so the first
-                    # rituals of the minute are not held back until the whole herd is claimed.
-                    await self.publish_outbox()
+                if claimed:
+                    # A herd is due: claim on while the publisher sends what was committed.
+                    await asyncio.sleep(0)
                     continue
                 pause = await self._until_next_due()
             except Exception:
                 failures += 1
                 pause = backoff.pause(failures, cap=10.0)
                 log.exception("firing failed; retrying in %.1fs", pause)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), pause)
+            await _wait_any(pause, stop, self._rescheduled)
 
     async def _until_next_due(self) -> float:
-        # Wake exactly when the earliest track is due (rituals cluster on the top of the
-        # minute), but at least every tick so new or leased-out tracks are noticed.
+        # Wake exactly when the earliest track is due (or its lease runs out), but at least
+        # every tick in case a wake-up was lost.
         head = await self.store.next_visible()
         tick = self.settings.scheduler_tick_seconds
         return tick if head is None else max(0.0, min(tick, head - self.clock()))
@@ -249,25 +286,51 @@ class Firer:
     async def _publish_loop(self, stop: asyncio.Event) -> None:
         failures = 0
         while not stop.is_set():
+            self._outbox_ready.clear()
             try:
                 sent = await self.publish_outbox()
                 failures = 0
-                if sent >= OUTBOX_BATCH:
+                if sent:
                     continue
-                pause = self.settings.scheduler_tick_seconds
+                pause = await self._until_next_outbox()
             except Exception:
                 failures += 1
-                delay = backoff.pause(failures, cap=10.0)
-                log.exception("publishing failed; retrying in %.1fs", delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                continue
-            self._outbox_ready.clear()
-            # Sleep a tick, or less if this replica just committed new events.
-            waits = {
-                asyncio.ensure_future(stop.wait()),
-                asyncio.ensure_future(self._outbox_ready.wait()),
-            }
-            await asyncio.wait(waits, timeout=pause, return_when=asyncio.FIRST_COMPLETED)
-            for w in waits:
-                w.cancel()
+                pause = backoff.pause(failures, cap=10.0)
+                log.exception("publishing failed; retrying in %.1fs", pause)
+            await _wait_any(pause, stop, self._outbox_ready)
+
+    async def _until_next_outbox(self) -> float:
+        head = await self.store.next_outbox()
+        tick = self.settings.scheduler_tick_seconds
+        return tick if head is None else max(0.0, min(tick, head - self.clock()))
+
+    async def _listen_loop(self, stop: asyncio.Event) -> None:
+        """Wake on saves made by other processes (Redis pub/sub); reconnects after a
+        failure. Without it the loop still wakes at every known due instant and tick."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                async with self.store.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(self.store.wake_channel())
+                    failures = 0
+                    while not stop.is_set():
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=1.0
+                        )
+                        if message is not None:
+                            self._rescheduled.set()
+            except Exception:
+                failures += 1
+                pause = backoff.pause(failures, cap=10.0)
+                log.warning("wake-up channel lost; retrying in %.1fs", pause, exc_info=True)
+                await _wait_any(pause, stop)
+
+
+async def _wait_any(seconds: float, *events: asyncio.Event) -> None:
+    """Sleep ``seconds`` or until one of ``events`` is set."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()

@@ -2,7 +2,10 @@
 
 Each occurrence is one Redis hash (fields are independent, so events may arrive in any order
 and be replayed without read-modify-write); a per-couple sorted set orders them by
-scheduled instant and is trimmed to the newest ``KEEP``.
+scheduled instant. History expires instead of growing: the index keeps the newest ``keep``
+occurrences (the entries trimmed from it are deleted with it), and every key expires
+``ttl`` seconds after its last write, so a couple that stops getting nudges leaves nothing
+behind. Both keys share the couple's hash tag (one Redis Cluster slot, so one MULTI).
 """
 
 from __future__ import annotations
@@ -14,20 +17,46 @@ from services.scheduler.answers import completion
 from shared.events import NudgeDelivered, NudgeFailed, NudgeReady
 from shared.redis import Keys, StrRedis
 
-KEEP = 500
-TTL_SECONDS = 90 * 86400
+KEEP = 100
+TTL_SECONDS = 30 * 86400
+
+_WRITE = """
+-- KEYS: entry, index
+-- ARGV: ttl, keep, scheduled ('' = not known), occurrence id, entry key prefix, then
+-- field, value pairs
+-- Write fields of one occurrence; index it; trim the index to the newest ``keep``,
+-- deleting the trimmed occurrences' entries too.
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+if ARGV[3] ~= '' then
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+  local keep = tonumber(ARGV[2])
+  local old = redis.call('ZRANGE', KEYS[2], 0, -keep - 1)
+  if #old > 0 then
+    for _, occurrence in ipairs(old) do redis.call('DEL', ARGV[5] .. occurrence) end
+    redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -keep - 1)
+  end
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+end
+return 1
+"""
 
 
 class NudgeHistory:
-    def __init__(self, redis: StrRedis, keys: Keys) -> None:
+    def __init__(
+        self, redis: StrRedis, keys: Keys, *, keep: int = KEEP, ttl: int = TTL_SECONDS
+    ) -> None:
         self.redis = redis
         self.k = keys
+        self.keep = keep
+        self.ttl = ttl
+        self._write_script = redis.register_script(_WRITE)
 
     def _index(self, couple_id: str) -> str:
-        return self.k("sched", "nudges", couple_id)
+        return self.k(f"{{{couple_id}}}", "ni")
 
     def _entry(self, couple_id: str, occurrence_id: str) -> str:
-        return self.k("sched", "nudge", couple_id, occurrence_id)
+        return self.k(f"{{{couple_id}}}", "n", occurrence_id)
 
     async def _write(
         self,
@@ -36,15 +65,13 @@ class NudgeHistory:
         fields: dict[str, str],
         scheduled: float | None = None,
     ) -> None:
-        entry = self._entry(couple_id, occurrence_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            # items(): redis-py types ``mapping`` keys invariantly, so dict[str, str] is refused
-            pipe.hset(entry, mapping=dict(fields.items()))
-            pipe.expire(entry, TTL_SECONDS)
-            if scheduled is not None:
-                pipe.zadd(self._index(couple_id), {occurrence_id: scheduled})
-                pipe.zremrangebyrank(self._index(couple_id), 0, -KEEP - 1)
-            await pipe.execute()
+        when = "" if scheduled is None else scheduled
+        prefix = self._entry(couple_id, "")
+        args: list[str | float | int] = [self.ttl, self.keep, when, occurrence_id, prefix]
+        for name, value in fields.items():
+            args += [name, value]
+        keys = [self._entry(couple_id, occurrence_id), self._index(couple_id)]
+        await self._write_script(keys=keys, args=args)
 
     async def record_ready(self, event: NudgeReady) -> None:
         summary = {

@@ -9,6 +9,7 @@ firings are the slots of :mod:`services.scheduler.recurrence`; what a firing say
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -243,14 +244,26 @@ def fire(
     burst of stale nudges). The next firing is the first slot after ``now``, so a scheduler
     that was down resumes from the present.
     """
-    schedule = schedule_of(couple, ritual)
-    owed = recurrence.slots_between(schedule, track.zone, due_at - timedelta(microseconds=1), now)
+    owed, following = _owed(schedule_of(couple, ritual), track.zone, due_at, now)
     fresh = [s for s in owed if now - s.instant <= grace_window]
     missed = [s for s in owed if now - s.instant > grace_window]
-    following = recurrence.slots_after(schedule, track.zone, max(now, due_at), 1)
     return Firing(
         fresh[-1] if fresh else None,
         len(owed) > 1 or bool(missed),
         missed,
-        following[0].instant if following else None,
+        following.instant if following else None,
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _owed(
+    schedule: recurrence.Schedule, zone: str, due_at: datetime, now: datetime
+) -> tuple[tuple[recurrence.Slot, ...], recurrence.Slot | None]:
+    """A track's slots from ``due_at`` up to ``now`` and its first slot after both.
+
+    Cached: a herd is thousands of tracks with the same rule, zone and due instant, claimed
+    in batches that share one ``now``, so the RRULE maths runs once per batch and rule
+    rather than once per track (it was half the firing loop's time)."""
+    owed = recurrence.slots_between(schedule, zone, due_at - timedelta(microseconds=1), now)
+    following = recurrence.slots_after(schedule, zone, max(now, due_at), 1)
+    return tuple(owed), following[0] if following else None

@@ -88,9 +88,14 @@ class Scheduler:
         self.broker = self.service.broker
         keys = Keys(settings.redis_prefix)
         self.store = SchedulerStore(
-            self.redis, keys, Vault(self.redis, keys, SecretBox(secret_key, settings.old_keys()))
+            self.redis,
+            keys,
+            Vault(self.redis, keys, SecretBox(secret_key, settings.old_keys())),
+            buckets=settings.scheduler_buckets,
         )
-        self.history = NudgeHistory(self.redis, keys)
+        self.history = NudgeHistory(
+            self.redis, keys, keep=settings.history_keep, ttl=settings.history_ttl_seconds
+        )
         self.subscriber = subscribe_history(self.service, self.history)
         self.keeping = Keeping(self.store, self.history)
         self.firer = Firer(self.store, self.broker, settings, extras=self.keeping.extras)

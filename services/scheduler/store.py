@@ -1,81 +1,110 @@
 """The scheduler's Redis adapter: couples, rituals, the schedule and the outbox.
 
-The schedule is two structures per deployment:
+Every key is Redis Cluster safe: a script or transaction only ever touches keys of one hash
+tag. A couple's own keys share the tag ``{<couple id>}``; the schedule is split into
+``scheduler_buckets`` buckets (a track's bucket follows from its ritual id), each bucket's
+keys sharing the tag ``{s<n>}``, so claims spread over a cluster's masters. Writes that span
+a couple and a bucket run in one MULTI/EXEC on a single Redis and as a plain (ordered,
+per-node) pipeline on a cluster, where a transaction cannot span slots.
 
-- ``due`` (hash): track id -> the epoch second it is next due. The truth.
-- ``queue`` (sorted set): track id -> the epoch second it becomes *visible* to claimers.
-  Normally equal to ``due``; while a replica works on a track it is pushed to the end of
-  that replica's lease, so no other replica takes it, and if the replica dies the track
-  simply becomes visible again when the lease runs out.
+Per bucket:
 
-A replica claims a batch of visible tracks in one Lua call, computes their firings in
-Python (the RRULE maths cannot live in Lua), then commits the whole batch in a second Lua
-call that, per track, writes the due events to the outbox and advances ``due`` -- but only
-if ``due`` still holds the value it claimed. That fence makes a slow replica whose lease ran
-out harmless: whoever commits first advances the track; the other's commit is a no-op. The
-events themselves have deterministic ids, so even a double publish is deduplicated
-downstream.
+- ``q`` (sorted set): track id -> the epoch second it is next due, while nobody works on it.
+- ``l`` (sorted set): track id -> when the lease of the replica working on it runs out;
+  ``h`` (hash): track id -> the due value that replica claimed. A track is in ``q`` or in
+  ``l``/``h``, never both, so an idle track costs one sorted-set entry.
 
-The outbox uses the same visibility trick: a publisher leases entries, sends them to Kafka,
-and deletes them only once Kafka acknowledged every one.
+A replica claims a batch of due tracks per bucket in one Lua call (moving them from ``q`` to
+``l``/``h``, and taking over leases that ran out), computes their firings in Python (the
+RRULE maths cannot live in Lua), then commits per bucket in a second Lua call that writes the
+due events to the bucket's outbox and puts the track back in ``q`` at its next due -- but
+only if ``h`` still holds the value it claimed. That fence makes a slow replica whose lease
+ran out harmless: whoever commits first advances the track; the other's commit is a no-op,
+and a reschedule meanwhile (which clears ``h``) wins over both. The events have
+deterministic ids, so even a double publish is deduplicated downstream.
+
+The outbox (``o``: id -> visible at, ``p``: id -> payload) uses the same visibility trick: a
+publisher leases entries, sends them to Kafka, and deletes them once Kafka acknowledged them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
-import json
+import logging
 import secrets
+import zlib
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from services.scheduler.goals import Goal
-from services.scheduler.rituals import Couple, Ritual
-from shared.redis import Keys, StrRedis
+from services.scheduler.rituals import Couple, Ritual, ritual_of_track
+from shared.redis import Keys, StrRedis, is_cluster
 from shared.vault import Vault
 
+log = logging.getLogger("tandem.scheduler.store")
+
 _CLAIM = """
--- KEYS: queue, due   ARGV: now, lease_until, batch
-local tracks = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+-- KEYS: queue, leases, held   ARGV: now, lease_until, batch
+-- Leases that ran out first (their replica died), then tracks newly due.
 local out = {}
-for _, track in ipairs(tracks) do
-  local due = redis.call('HGET', KEYS[2], track)
+local limit = tonumber(ARGV[3])
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, limit)
+for _, track in ipairs(stale) do
+  local due = redis.call('HGET', KEYS[3], track)
   if due then
-    redis.call('ZADD', KEYS[1], ARGV[2], track)
+    redis.call('ZADD', KEYS[2], ARGV[2], track)
     out[#out + 1] = track
     out[#out + 1] = due
   else
-    redis.call('ZREM', KEYS[1], track)
+    redis.call('ZREM', KEYS[2], track)
   end
 end
+limit = limit - #out / 2
+if limit <= 0 then return out end
+local fresh = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, limit)
+if #fresh == 0 then return out end
+local tracks, leases = {}, {}
+for i = 1, #fresh, 2 do
+  tracks[#tracks + 1] = fresh[i]
+  leases[#leases + 1] = ARGV[2]
+  leases[#leases + 1] = fresh[i]
+  out[#out + 1] = fresh[i]
+  out[#out + 1] = fresh[i + 1]
+end
+redis.call('ZREM', KEYS[1], unpack(tracks))
+redis.call('ZADD', KEYS[2], unpack(leases))
+redis.call('HSET', KEYS[3], unpack(fresh))
 return out
 """
 
 _COMMIT = """
--- KEYS: queue, due, outbox, outbox payloads
+-- KEYS: queue, leases, held, outbox, outbox payloads
 -- ARGV: now, then per track: track, claimed_due, next_due ('' = never), n, n x (id, payload)
 local now = ARGV[1]
 local i = 2
 local committed = 0
 while i <= #ARGV do
   local track, claimed, nxt, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  local fresh = redis.call('HGET', KEYS[2], track) == claimed
+  local fresh = redis.call('HGET', KEYS[3], track) == claimed
   i = i + 4
   for _ = 1, n do
-    if fresh and redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i + 1]) == 1 then
-      redis.call('ZADD', KEYS[3], now, ARGV[i])
+    if fresh and redis.call('HSETNX', KEYS[5], ARGV[i], ARGV[i + 1]) == 1 then
+      redis.call('ZADD', KEYS[4], now, ARGV[i])
     end
     i = i + 2
   end
   if fresh then
     committed = committed + 1
-    if nxt == '' then
-      redis.call('HDEL', KEYS[2], track)
-      redis.call('ZREM', KEYS[1], track)
-    else
-      redis.call('HSET', KEYS[2], track, nxt)
+    redis.call('HDEL', KEYS[3], track)
+    redis.call('ZREM', KEYS[2], track)
+    if nxt ~= '' then
       redis.call('ZADD', KEYS[1], nxt, track)
     end
   end
@@ -100,31 +129,54 @@ return false
 """
 
 _LEASE = """
--- KEYS: zset   ARGV: now, lease_until, limit
+-- KEYS: outbox, outbox payloads   ARGV: now, lease_until, limit
+-- Lease visible entries; returns id, payload pairs (an entry without payload is garbage
+-- from a crash, and dropped).
 local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
-for _, item in ipairs(items) do
-  redis.call('ZADD', KEYS[1], ARGV[2], item)
+if #items == 0 then return items end
+local payloads = redis.call('HMGET', KEYS[2], unpack(items))
+local out, leases, gone = {}, {}, {}
+for i, item in ipairs(items) do
+  if payloads[i] then
+    leases[#leases + 1] = ARGV[2]
+    leases[#leases + 1] = item
+    out[#out + 1] = item
+    out[#out + 1] = payloads[i]
+  else
+    gone[#gone + 1] = item
+  end
 end
-return items
+if #leases > 0 then redis.call('ZADD', KEYS[1], unpack(leases)) end
+if #gone > 0 then redis.call('ZREM', KEYS[1], unpack(gone)) end
+return out
+"""
+
+_ACK = """
+-- KEYS: outbox, outbox payloads   ARGV: ids
+redis.call('ZREM', KEYS[1], unpack(ARGV))
+return redis.call('HDEL', KEYS[2], unpack(ARGV))
 """
 
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A record waiting in the outbox: its id (for dedupe), topic, key and JSON value."""
+    """A record waiting in the outbox: its id (for dedupe), topic, key and JSON value;
+    ``bucket``: the schedule bucket whose outbox holds it (set when leased)."""
 
     id: str
     topic: str
     key: str
     value: str
+    bucket: int = 0
 
     def encode(self) -> str:
-        return json.dumps({"topic": self.topic, "key": self.key, "value": self.value})
+        # topic and key never hold a newline (a topic name, a couple id); the value is JSON
+        return f"{self.topic}\n{self.key}\n{self.value}"
 
     @classmethod
-    def decode(cls, member: str, raw: str) -> Outgoing:
-        data = json.loads(raw)
-        return cls(member, data["topic"], data["key"], data["value"])
+    def decode(cls, member: str, raw: str, bucket: int = 0) -> Outgoing:
+        topic, key, value = raw.split("\n", 2)
+        return cls(member, topic, key, value, bucket)
 
 
 @dataclass(frozen=True)
@@ -148,10 +200,20 @@ class TrackCommit:
 
 # Answers matter for streaks and summaries for about a year.
 ANSWER_TTL_SECONDS = 400 * 86400
+# The most tracks one claim or commit moves in one bucket (Lua's unpack has a stack limit).
+MAX_PER_BUCKET = 2000
 
 
 def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    """The stored form of a couple's bearer token: SHA-256, URL-safe base64 (43 chars)."""
+    digest = hashlib.sha256(token.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def compact(model: Couple | Ritual | Goal) -> str:
+    """A stored record: JSON without the fields left at their defaults (they read back the
+    same), which roughly halves a ritual."""
+    return model.model_dump_json(exclude_defaults=True)
 
 
 def _score(value: float) -> str:
@@ -160,83 +222,106 @@ def _score(value: float) -> str:
 
 
 class SchedulerStore:
-    def __init__(self, redis: StrRedis, keys: Keys, vault: Vault) -> None:
+    def __init__(self, redis: StrRedis, keys: Keys, vault: Vault, buckets: int = 16) -> None:
+        """``buckets``: how many parts the schedule is split into (every process sharing a
+        deployment must agree, see ``Settings.scheduler_buckets``)."""
         self.redis = redis
         self.k = keys
         self.vault = vault
+        self.buckets = buckets
+        self.cluster = is_cluster(redis)
         self._claim = redis.register_script(_CLAIM)
         self._commit = redis.register_script(_COMMIT)
         self._lease = redis.register_script(_LEASE)
+        self._ack = redis.register_script(_ACK)
         self._once = redis.register_script(_ONCE)
+        self._listeners: list[Callable[[float], None]] = []
+        self._announcing: set[asyncio.Task[Any]] = set()
 
     # -- keys ---------------------------------------------------------------------------
     def _couple(self, couple_id: str) -> str:
-        return self.k("sched", "couple", couple_id)
+        return self.k(f"{{{couple_id}}}", "c")
 
-    def _couple_rituals(self, couple_id: str) -> str:
-        return self.k("sched", "couple", couple_id, "rituals")
+    def _couple_index(self, couple_id: str) -> str:
+        """Small fields, so a listpack: ``t`` token digest, ``f`` feed generation,
+        ``r:<ritual id>`` one per ritual."""
+        return self.k(f"{{{couple_id}}}", "x")
 
-    def _couple_token(self, couple_id: str) -> str:
-        return self.k("sched", "couple", couple_id, "token")
+    def _goals(self, couple_id: str) -> str:
+        return self.k(f"{{{couple_id}}}", "g")
 
     def _token(self, digest: str) -> str:
-        return self.k("sched", "token", digest)
+        return self.k("t", digest)
 
     def _ritual(self, ritual_id: str) -> str:
-        return self.k("sched", "ritual", ritual_id)
+        return self.k("r", ritual_id)
 
-    def _couple_feed(self, couple_id: str) -> str:
-        return self.k("sched", "couple", couple_id, "feed")
+    def _kept(self, ritual_id: str) -> str:
+        return self.k("k", ritual_id)
+
+    def _slot(self, ritual_id: str, slot: str) -> str:
+        return self.k("a", ritual_id, slot)
+
+    def bucket_of(self, track_or_ritual: str) -> int:
+        """The schedule bucket of a track: its ritual's, so a ritual's tracks share one."""
+        return zlib.crc32(ritual_of_track(track_or_ritual).encode()) % self.buckets
+
+    def _b(self, bucket: int, name: str) -> str:
+        return self.k("s", f"{{s{bucket}}}", name)
+
+    def _bucket_keys(self, bucket: int) -> list[str]:
+        """queue, leases, held, outbox, outbox payloads."""
+        return [self._b(bucket, n) for n in ("q", "l", "h", "o", "p")]
 
     def _idempotency(self, scope: str, ritual_id: str, key: str) -> str:
-        return self.k("sched", "idem", scope, ritual_id, hashlib.sha256(key.encode()).hexdigest())
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        return self._b(self.bucket_of(ritual_id), f"i:{scope}:{ritual_id}:{digest}")
 
-    @property
-    def _due(self) -> str:
-        return self.k("sched", "due")
+    def _pipe(self) -> Pipeline:
+        """A MULTI/EXEC pipeline on a single Redis; on a cluster, where a transaction
+        cannot span slots, a plain one (commands still run in order per node)."""
+        return self.redis.pipeline(transaction=not self.cluster)
 
-    @property
-    def _queue(self) -> str:
-        return self.k("sched", "queue")
-
-    @property
-    def _outbox(self) -> str:
-        return self.k("sched", "outbox")
-
-    @property
-    def _outbox_payloads(self) -> str:
-        return self.k("sched", "outbox", "payloads")
+    async def _get_many(self, keys: list[str]) -> list[str | None]:
+        """GET of many keys: one MGET on a single Redis, a pipeline (split per node by
+        the client) on a cluster, where MGET cannot span slots."""
+        if not self.cluster:
+            return await self.redis.mget(keys)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.get(key)
+            found: list[str | None] = await pipe.execute()
+        return found
 
     # -- couples ------------------------------------------------------------------------
     async def create_couple(self, couple: Couple, token: str, channel_urls: dict[str, str]) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            self._write_couple(pipe, NewCouple(couple, token, channel_urls))
-            await pipe.execute()
+        await self.create_couples([NewCouple(couple, token, channel_urls)])
 
     async def create_couples(self, couples: Sequence[NewCouple]) -> None:
         """Store many new couples with their rituals and schedules in one round trip (one
-        MULTI/EXEC: all of them or, if Redis fails, none)."""
+        MULTI/EXEC on a single Redis: all of them or, if Redis fails, none)."""
         if not couples:
             return
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self._pipe() as pipe:
             for new in couples:
                 self._write_couple(pipe, new)
             await pipe.execute()
+        self._notify(schedule for new in couples for _, schedule in new.rituals)
 
     def _write_couple(self, pipe: Pipeline, new: NewCouple) -> None:
         couple = new.couple
         digest = token_hash(new.token)
-        pipe.set(self._couple(couple.id), couple.model_dump_json())
+        pipe.set(self._couple(couple.id), compact(couple))
         pipe.set(self._token(digest), couple.id)
-        pipe.set(self._couple_token(couple.id), digest)
+        pipe.hset(self._couple_index(couple.id), "t", digest)
         self.vault.store_channels(pipe, couple.id, new.channel_urls)
         self.vault.set_paused(pipe, couple.id, couple.paused)
         for ritual, schedule in new.rituals:
             self._write_ritual(pipe, ritual, schedule)
 
     async def save_couple(self, couple: Couple) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._couple(couple.id), couple.model_dump_json())
+        async with self._pipe() as pipe:
+            pipe.set(self._couple(couple.id), compact(couple))
             self.vault.set_paused(pipe, couple.id, couple.paused)
             await pipe.execute()
 
@@ -257,7 +342,7 @@ class SchedulerStore:
                     before = Couple.model_validate_json(raw)
                     after = change(before)
                     pipe.multi()
-                    pipe.set(key, after.model_dump_json())
+                    pipe.set(key, compact(after))
                     self.vault.set_paused(pipe, couple_id, after.paused)
                     await pipe.execute()
                     return before, after
@@ -272,7 +357,7 @@ class SchedulerStore:
         ids = list(dict.fromkeys(couple_ids))
         if not ids:
             return {}
-        raws = await self.redis.mget([self._couple(c) for c in ids])
+        raws = await self._get_many([self._couple(c) for c in ids])
         return {c: Couple.model_validate_json(r) for c, r in zip(ids, raws, strict=True) if r}
 
     async def couple_for_token(self, token: str) -> str | None:
@@ -282,44 +367,49 @@ class SchedulerStore:
     async def rotate_token(self, couple_id: str, token: str) -> None:
         """Make ``token`` the couple's one token: the old one stops working at once."""
         digest = token_hash(token)
+        index = self._couple_index(couple_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
-                try:
-                    await pipe.watch(self._couple_token(couple_id))
-                    old = await pipe.get(self._couple_token(couple_id))
+                try:  # WATCH/MULTI on the couple's own slot only
+                    await pipe.watch(index)
+                    old = await pipe.hget(index, "t")
                     pipe.multi()
-                    if old:
-                        pipe.delete(self._token(str(old)))
-                    pipe.set(self._token(digest), couple_id)
-                    pipe.set(self._couple_token(couple_id), digest)
+                    pipe.hset(index, "t", digest)
                     await pipe.execute()
-                    return
+                    break
                 except WatchError:  # rotated concurrently: rotate again over that one
                     continue
+        # the token keys live in their own slots: the new one first, then the old one goes
+        async with self._pipe() as pipe:
+            pipe.set(self._token(digest), couple_id)
+            if old and old != digest:
+                pipe.delete(self._token(str(old)))
+            await pipe.execute()
 
     async def feed_generation(self, couple_id: str) -> str:
         """What the couple's calendar feed token is derived from besides the key: "0"
         until the feed is first rotated, then a random value per rotation."""
-        found: str | None = await self.redis.get(self._couple_feed(couple_id))
+        found: str | None = await self.redis.hget(self._couple_index(couple_id), "f")
         return found or "0"
 
     async def rotate_feed(self, couple_id: str) -> str:
         """A new feed generation for the couple (so a new feed URL); returns it."""
         generation = secrets.token_hex(8)
-        await self.redis.set(self._couple_feed(couple_id), generation)
+        await self.redis.hset(self._couple_index(couple_id), "f", generation)
         return generation
 
     async def delete_couple(self, couple: Couple, rituals: list[Ritual], tracks: list[str]) -> None:
-        digest = await self.redis.get(self._couple_token(couple.id))
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self._couple(couple.id), self._couple_rituals(couple.id))
-            pipe.delete(self._couple_token(couple.id), self._couple_feed(couple.id))
+        digest = await self.redis.hget(self._couple_index(couple.id), "t")
+        async with self._pipe() as pipe:
+            # the schedule first: a half-deleted couple must not keep firing
+            self._unschedule(pipe, tracks)
+            for ritual in rituals:
+                pipe.delete(self._ritual(ritual.id))
+                pipe.delete(self._kept(ritual.id))
             if digest:
                 pipe.delete(self._token(digest))
+            pipe.delete(self._couple(couple.id), self._couple_index(couple.id))
             pipe.delete(self._goals(couple.id))
-            for ritual in rituals:
-                pipe.delete(self._ritual(ritual.id), self._kept(ritual.id))
-            self._unschedule(pipe, tracks)
             self.vault.forget(pipe, couple.id)
             await pipe.execute()
 
@@ -329,39 +419,45 @@ class SchedulerStore:
     ) -> None:
         """Store ``ritual`` and (re)schedule its tracks: track id -> next due epoch (None:
         nothing left to fire); ``unschedule`` lists tracks that no longer exist."""
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self._pipe() as pipe:
             self._unschedule(pipe, unschedule)
             self._write_ritual(pipe, ritual, schedule)
             await pipe.execute()
+        self._notify([schedule])
 
     def _write_ritual(
         self, pipe: Pipeline, ritual: Ritual, schedule: dict[str, float | None]
     ) -> None:
-        pipe.set(self._ritual(ritual.id), ritual.model_dump_json())
-        pipe.sadd(self._couple_rituals(ritual.couple_id), ritual.id)
+        pipe.set(self._ritual(ritual.id), compact(ritual))
+        pipe.hset(self._couple_index(ritual.couple_id), f"r:{ritual.id}", "")
         self._schedule(pipe, schedule)
 
     async def reschedule(
         self, schedule: dict[str, float | None], unschedule: Sequence[str] = ()
     ) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self._pipe() as pipe:
             self._unschedule(pipe, unschedule)
             self._schedule(pipe, schedule)
             await pipe.execute()
+        self._notify([schedule])
 
-    def _schedule(self, pipe: object, schedule: dict[str, float | None]) -> None:
+    def _schedule(self, pipe: Pipeline, schedule: dict[str, float | None]) -> None:
         for track, due in schedule.items():
             if due is None:
                 self._unschedule(pipe, [track])
-            else:
-                pipe.hset(self._due, track, _score(due))  # type: ignore[attr-defined]
-                pipe.zadd(self._queue, {track: due})  # type: ignore[attr-defined]
+                continue
+            queue, leases, held, *_ = self._bucket_keys(self.bucket_of(track))
+            # a claim in flight loses its fence: the new schedule wins over its commit
+            pipe.hdel(held, track)
+            pipe.zrem(leases, track)
+            pipe.zadd(queue, {track: due})
 
-    def _unschedule(self, pipe: object, tracks: Iterable[str]) -> None:
-        tracks = list(tracks)
-        if tracks:
-            pipe.hdel(self._due, *tracks)  # type: ignore[attr-defined]
-            pipe.zrem(self._queue, *tracks)  # type: ignore[attr-defined]
+    def _unschedule(self, pipe: Pipeline, tracks: Iterable[str]) -> None:
+        for track in tracks:
+            queue, leases, held, *_ = self._bucket_keys(self.bucket_of(track))
+            pipe.hdel(held, track)
+            pipe.zrem(leases, track)
+            pipe.zrem(queue, track)
 
     async def get_ritual(self, ritual_id: str) -> Ritual | None:
         raw = await self.redis.get(self._ritual(ritual_id))
@@ -371,52 +467,110 @@ class SchedulerStore:
         ids = list(dict.fromkeys(ritual_ids))
         if not ids:
             return {}
-        raws = await self.redis.mget([self._ritual(r) for r in ids])
+        raws = await self._get_many([self._ritual(r) for r in ids])
         return {r: Ritual.model_validate_json(raw) for r, raw in zip(ids, raws, strict=True) if raw}
 
     async def list_rituals(self, couple_id: str) -> list[Ritual]:
-        ids = await self.redis.smembers(self._couple_rituals(couple_id))
-        rituals = await self.get_rituals(sorted(ids))
+        fields = await self.redis.hkeys(self._couple_index(couple_id))
+        ids = sorted(str(f)[2:] for f in fields if str(f).startswith("r:"))
+        rituals = await self.get_rituals(ids)
         return sorted(rituals.values(), key=lambda r: r.created_at)
 
     async def delete_ritual(self, ritual: Ritual, tracks: Sequence[str]) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self._ritual(ritual.id), self._kept(ritual.id))
-            pipe.srem(self._couple_rituals(ritual.couple_id), ritual.id)
+        async with self._pipe() as pipe:
             self._unschedule(pipe, tracks)
+            pipe.delete(self._ritual(ritual.id))
+            pipe.delete(self._kept(ritual.id))
+            pipe.hdel(self._couple_index(ritual.couple_id), f"r:{ritual.id}")
             await pipe.execute()
 
     async def due_of(self, tracks: Sequence[str]) -> list[float | None]:
+        """Each track's next due epoch (the claimed one while a replica works on it)."""
         if not tracks:
             return []
-        values = await self.redis.hmget(self._due, list(tracks))
-        return [float(v) if v is not None else None for v in values]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for track in tracks:
+                queue, _, held, *_ = self._bucket_keys(self.bucket_of(track))
+                pipe.zscore(queue, track)
+                pipe.hget(held, track)
+            found = await pipe.execute()
+        pairs = zip(found[::2], found[1::2], strict=True)
+        return [float(q) if q is not None else float(h) if h else None for q, h in pairs]
+
+    # -- wake-ups -----------------------------------------------------------------------
+    def on_scheduled(self, listener: Callable[[float], None]) -> None:
+        """Call ``listener`` with the earliest due instant each time this store schedules
+        tracks (a save, a reschedule, a new couple), so a firing loop in this process wakes
+        for it rather than on its fallback tick. Other processes learn of it through
+        Redis pub/sub on :meth:`wake_channel`."""
+        self._listeners.append(listener)
+
+    def wake_channel(self) -> str:
+        """The pub/sub channel a save announces its earliest due instant on."""
+        return self.k("s", "wake")
+
+    def _notify(self, schedules: Iterable[dict[str, float | None]]) -> None:
+        dues = [d for s in schedules for d in s.values() if d is not None]
+        if not dues:
+            return
+        earliest = min(dues)
+        for listener in self._listeners:
+            listener(earliest)
+        self._announce(earliest)
+
+    def _announce(self, earliest: float) -> None:
+        # best effort, without holding up the request: a replica that misses it still
+        # wakes on its fallback tick
+        task = asyncio.get_running_loop().create_task(self._publish_wake(earliest))
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
+
+    async def _publish_wake(self, earliest: float) -> None:
+        try:
+            await self.redis.publish(self.wake_channel(), _score(earliest))
+        except Exception:
+            log.debug("cannot announce a wake-up", exc_info=True)
 
     # -- firing -------------------------------------------------------------------------
     async def claim(self, now: float, lease_until: float, batch: int) -> list[tuple[str, str]]:
-        """Lease up to ``batch`` tracks due by ``now``; returns (track, due as stored)."""
-        flat = await self._claim(keys=[self._queue, self._due], args=[now, lease_until, batch])
-        return list(zip(flat[::2], flat[1::2], strict=True))
+        """Lease up to ``batch`` due tracks, spread over every bucket (one Lua call per
+        bucket, concurrently); returns (track, due as stored)."""
+        per_bucket = min(MAX_PER_BUCKET, max(1, -(-batch // self.buckets)))
+        found = await asyncio.gather(
+            *(
+                self._claim(keys=self._bucket_keys(b)[:3], args=[now, lease_until, per_bucket])
+                for b in range(self.buckets)
+            )
+        )
+        return [pair for flat in found for pair in zip(flat[::2], flat[1::2], strict=True)]
 
     async def commit(self, now: float, commits: Sequence[TrackCommit]) -> int:
-        """Write each track's events to the outbox and advance it, fenced on the claimed due
-        value; returns how many tracks were committed (the rest were taken over)."""
-        args: list[str | float] = [now]
+        """Write each track's events to its bucket's outbox and advance it, fenced on the
+        claimed due value; returns how many tracks were committed (the rest were taken
+        over or rescheduled meanwhile)."""
+        by_bucket: dict[int, list[str | float]] = defaultdict(list)
         for c in commits:
+            args = by_bucket[self.bucket_of(c.track)]
             args += [c.track, c.claimed_due, "" if c.next_due is None else _score(c.next_due)]
             args.append(len(c.events))
             for event in c.events:
                 args += [event.id, event.encode()]
-        keys = [self._queue, self._due, self._outbox, self._outbox_payloads]
-        return int(await self._commit(keys=keys, args=args))
+        done = await asyncio.gather(
+            *(
+                self._commit(keys=self._bucket_keys(b), args=[now, *args])
+                for b, args in by_bucket.items()
+            )
+        )
+        return sum(int(n) for n in done)
 
     async def enqueue(self, visible_at: float, events: Sequence[Outgoing]) -> None:
         """Put events straight into the outbox, to be sent from ``visible_at`` on (a manual
         trigger now, a snooze later); an id already there is kept as it is."""
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self._pipe() as pipe:
             for event in events:
-                pipe.hsetnx(self._outbox_payloads, event.id, event.encode())
-                pipe.zadd(self._outbox, {event.id: visible_at}, nx=True)
+                *_, outbox, payloads = self._bucket_keys(self.bucket_of(event.key))
+                pipe.hsetnx(payloads, event.id, event.encode())
+                pipe.zadd(outbox, {event.id: visible_at}, nx=True)
             await pipe.execute()
 
     async def idempotent_answer(self, scope: str, ritual_id: str, key: str) -> str | None:
@@ -441,44 +595,61 @@ class SchedulerStore:
         args: list[str | float] = [answer, ttl, visible_at]
         for event in events:
             args += [event.id, event.encode()]
-        keys = [self._idempotency(scope, ritual_id, key), self._outbox, self._outbox_payloads]
+        *_, outbox, payloads = self._bucket_keys(self.bucket_of(ritual_id))
+        keys = [self._idempotency(scope, ritual_id, key), outbox, payloads]
         found: str | None = await self._once(keys=keys, args=args)
         return found
 
     async def lease_outbox(self, now: float, lease_until: float, limit: int) -> list[Outgoing]:
-        ids = await self._lease(keys=[self._outbox], args=[now, lease_until, limit])
-        if not ids:
-            return []
-        raws = await self.redis.hmget(self._outbox_payloads, ids)
-        found = [Outgoing.decode(i, r) for i, r in zip(ids, raws, strict=True) if r]
-        if len(found) < len(ids):  # an entry without payload is garbage from a crash
-            await self.redis.zrem(
-                self._outbox, *[i for i, r in zip(ids, raws, strict=True) if not r]
+        """Lease up to ``limit`` visible outbox entries, spread over every bucket."""
+        per_bucket = min(MAX_PER_BUCKET, max(1, -(-limit // self.buckets)))
+        found = await asyncio.gather(
+            *(
+                self._lease(keys=self._bucket_keys(b)[3:], args=[now, lease_until, per_bucket])
+                for b in range(self.buckets)
             )
-        return found
+        )
+        return [
+            Outgoing.decode(member, raw, b)
+            for b, flat in enumerate(found)
+            for member, raw in zip(flat[::2], flat[1::2], strict=True)
+        ]
 
-    async def ack_outbox(self, ids: Sequence[str]) -> None:
-        if ids:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.zrem(self._outbox, *ids)
-                pipe.hdel(self._outbox_payloads, *ids)
-                await pipe.execute()
+    async def ack_outbox(self, entries: Sequence[Outgoing]) -> None:
+        """Delete sent entries from their buckets' outboxes (one call per bucket)."""
+        by_bucket: dict[int, list[str]] = defaultdict(list)
+        for e in entries:
+            by_bucket[e.bucket].append(e.id)
+        await asyncio.gather(
+            *(
+                self._ack(keys=self._bucket_keys(b)[3:], args=ids[i : i + MAX_PER_BUCKET])
+                for b, ids in by_bucket.items()
+                for i in range(0, len(ids), MAX_PER_BUCKET)
+            )
+        )
 
     async def next_visible(self) -> float | None:
-        """The epoch second at which the earliest track becomes claimable, if any."""
-        head = await self.redis.zrange(self._queue, 0, 0, withscores=True)
-        return float(head[0][1]) if head else None
+        """The epoch second at which the earliest track becomes claimable (due, or its
+        lease running out), if any."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for b in range(self.buckets):
+                queue, leases, *_ = self._bucket_keys(b)
+                pipe.zrange(queue, 0, 0, withscores=True)
+                pipe.zrange(leases, 0, 0, withscores=True)
+            heads = await pipe.execute()
+        scores = [float(head[0][1]) for head in heads if head]
+        return min(scores) if scores else None
+
+    async def next_outbox(self) -> float | None:
+        """The epoch second at which the earliest outbox entry becomes sendable, if any."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for b in range(self.buckets):
+                pipe.zrange(self._bucket_keys(b)[3], 0, 0, withscores=True)
+            heads = await pipe.execute()
+        scores = [float(head[0][1]) for head in heads if head]
+        return min(scores) if scores else None
 
     # -- answers ------------------------------------------------------------------------
-    def _slot(self, ritual_id: str, slot: str) -> str:
-        return self.k("sched", "slot", ritual_id, slot)
-
-    def _kept(self, ritual_id: str) -> str:
-        return self.k("sched", "kept", ritual_id)
-
-    def _goals(self, couple_id: str) -> str:
-        return self.k("sched", "goals", couple_id)
-
     async def record_answer(
         self, ritual_id: str, slot: str, partner_id: str, action: str
     ) -> dict[str, str]:
@@ -516,7 +687,11 @@ class SchedulerStore:
 
     async def backlog(self) -> dict[str, int]:
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(self._queue)
-            pipe.zcard(self._outbox)
-            scheduled, outbox = await pipe.execute()
-        return {"scheduled_tracks": scheduled, "outbox": outbox}
+            for b in range(self.buckets):
+                queue, leases, _, outbox, _ = self._bucket_keys(b)
+                pipe.zcard(queue)
+                pipe.zcard(leases)
+                pipe.zcard(outbox)
+            counts = await pipe.execute()
+        scheduled = sum(counts[0::3]) + sum(counts[1::3])
+        return {"scheduled_tracks": scheduled, "outbox": sum(counts[2::3])}

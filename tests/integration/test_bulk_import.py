@@ -65,8 +65,7 @@ async def test_import_200_couples_one_bad_item_refused_alone(running) -> None:
     # nothing of a refused item was written (all-or-nothing per item)
     stored = [
         await scheduler.redis.get(key)
-        async for key in scheduler.redis.scan_iter(match="*:sched:couple:cpl_*")
-        if key.count(":") == key.split(":sched:")[0].count(":") + 3  # the couple itself
+        async for key in scheduler.redis.scan_iter(match="*:{cpl_*}:c")  # the couples
     ]
     names = {json.loads(raw)["name"] for raw in stored if raw}
     assert {"Couple 0", "Couple 199"} <= names

@@ -592,7 +592,10 @@ async def _outbox_holds(infra: Infra, n: int) -> bool:
     """At least ``n`` records in the scheduler's outbox (written, not yet acknowledged)."""
     redis = Redis.from_url(infra.redis_url, decode_responses=True)
     try:
-        return int(await redis.zcard(f"{infra.prefix}:sched:outbox")) >= n
+        held = 0  # the outbox is split over the schedule's buckets
+        async for key in redis.scan_iter(match=f"{infra.prefix}:s:{{s*}}:o"):
+            held += int(await redis.zcard(key))
+        return held >= n
     finally:
         await redis.aclose()
 

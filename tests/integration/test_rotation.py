@@ -245,10 +245,9 @@ async def test_the_secret_key_rotates_without_losing_a_channel(module_infra) -> 
         # and now B alone reads every channel
         assert await readable(SecretBox(key_b)) == expected
         # with only B configured, a value under a forgotten key is reported, not skipped over
-        await redis.hset(
-            Keys(prefix)("vault", couple["id"], "channels"),
-            "chn_000000000000",
-            SecretBox(key_a).encrypt("json://lost"),
+        await redis.set(
+            Keys(prefix)(f"{{{couple['id']}}}", "v"),
+            SecretBox(key_a).encrypt('{"chn_000000000000":"json://lost"}'),
         )
         code, out = await _rotate_keys(module_infra.env(secret_key=key_b, redis_prefix=prefix))
         assert code == 1 and "1 unreadable" in out, out

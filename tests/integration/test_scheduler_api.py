@@ -97,14 +97,14 @@ async def test_bad_couples_are_422_and_store_nothing(infra, running, body, field
     if "url" in body:
         payload["partners"][0]["channels"][0]["url"] = body["url"]
     scheduler, api = running
-    before = await scheduler.redis.keys(f"{infra.prefix}:sched:couple:*")
+    before = await scheduler.redis.keys(f"{infra.prefix}:{{cpl_*}}:c")
     answer = await api.post("/v1/couples", json=payload, headers=ADMIN)
     assert answer.status_code == 422, answer.text
     detail = answer.json()["detail"]
     assert any(field in [str(x) for x in d["loc"]] for d in detail), detail
     if reason != "exactly two":
         assert any(reason in d["msg"] for d in detail), detail
-    assert await scheduler.redis.keys(f"{infra.prefix}:sched:couple:*") == before
+    assert await scheduler.redis.keys(f"{infra.prefix}:{{cpl_*}}:c") == before
 
 
 async def test_non_json_and_oversized_bodies(infra, running) -> None:
