@@ -29,7 +29,7 @@ from shared import backoff
 from shared.events import RitualDue, RitualMissed
 from shared.kafka import publisher
 from shared.settings import Settings
-from shared.topics import RITUAL_DUE, RITUAL_MISSED
+from shared.topics import RITUAL_DUE, RITUAL_DUE_URGENT, RITUAL_MISSED, lane
 
 log = logging.getLogger("tandem.scheduler.firing")
 
@@ -44,7 +44,10 @@ Extras = Callable[[rituals.Couple, rituals.Ritual, date, datetime], Awaitable[di
 
 
 def outgoing_due(event: RitualDue) -> Outgoing:
-    return Outgoing(event.occurrence_id, RITUAL_DUE, event.couple_id, event.model_dump_json())
+    """The outbox entry of ``event``: on ``ritual.due``, or its urgent twin for a test
+    nudge or a snooze (``RitualDue.urgent``), which is consumed apart from any herd."""
+    topic = lane(RITUAL_DUE, urgent=event.urgent)
+    return Outgoing(event.occurrence_id, topic, event.couple_id, event.model_dump_json())
 
 
 def _missed(
@@ -101,7 +104,8 @@ class Firer:
         # One declared publisher per outbox topic (the same ones for every Firer of this
         # broker), so the AsyncAPI document lists what the firing loop really sends.
         self.publishers = {
-            t: publisher(broker, t, service="scheduler") for t in (RITUAL_DUE, RITUAL_MISSED)
+            t: publisher(broker, t, service="scheduler")
+            for t in (RITUAL_DUE, RITUAL_DUE_URGENT, RITUAL_MISSED)
         }
         self.settings = settings
         self.clock = clock
@@ -219,7 +223,7 @@ class Firer:
             )
         done = time.time()
         for e in acked:
-            if e.topic == RITUAL_DUE:
+            if e.topic in (RITUAL_DUE, RITUAL_DUE_URGENT):
                 record = json.loads(e.value)
                 metrics.FIRED.labels(record.get("trigger", "schedule")).inc()
                 scheduled = datetime.fromisoformat(record["scheduled_for"]).timestamp()
