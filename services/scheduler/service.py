@@ -20,7 +20,7 @@ from shared.redis import Keys
 from shared.secrets import SecretBox
 from shared.service import Service
 from shared.settings import Settings
-from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY
+from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY, NUDGE_READY_URGENT
 from shared.vault import Vault
 
 log = logging.getLogger("tandem.scheduler")
@@ -29,16 +29,16 @@ SERVICE = "scheduler"
 
 def subscribe_history(service: Service, history: NudgeHistory) -> Any:
     """Feed the couple's nudge history from the content and notifier events: one consumer
-    for the three topics (each consumer costs a group join), one typed handler per topic
+    for the topics (each consumer costs a group join), one typed handler per kind of event
     (FastStream routes each record by the filter). Returns the subscriber."""
     consumer = service.subscriber(
-        NUDGE_READY, NUDGE_DELIVERED, NUDGE_FAILED, group_id="scheduler-history"
+        NUDGE_READY, NUDGE_READY_URGENT, NUDGE_DELIVERED, NUDGE_FAILED, group_id="scheduler-history"
     )
 
-    def on(topic: str) -> Any:
-        return consumer(filter=lambda m: m.raw_message.topic == topic)
+    def on(*topics: str) -> Any:
+        return consumer(filter=lambda m: m.raw_message.topic in topics)
 
-    @on(NUDGE_READY)
+    @on(NUDGE_READY, NUDGE_READY_URGENT)
     async def on_ready(event: NudgeReady) -> None:
         await history.record_ready(event)
 

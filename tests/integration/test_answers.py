@@ -12,7 +12,7 @@ from services.scheduler import recurrence
 from services.scheduler.firing import Firer
 from shared import links
 from shared.ids import OccurrenceId, slot_key
-from shared.topics import RITUAL_DUE
+from shared.topics import RITUAL_DUE, RITUAL_DUE_URGENT
 from tests.support.kafka import TopicReader
 from tests.support.scheduler import ADMIN, couple_body
 
@@ -162,7 +162,7 @@ async def test_snooze_refires_once_for_that_partner(infra, running) -> None:
     assert again.status_code == 409
     # five minutes later (a publisher with its clock moved on) the re-fire goes out, once
     later = Firer(scheduler.store, scheduler.broker, settings, clock=lambda: time.time() + 301)
-    async with TopicReader(settings, RITUAL_DUE) as reader:
+    async with TopicReader(settings, RITUAL_DUE, RITUAL_DUE_URGENT) as reader:
         await later.publish_outbox()
         records = await reader.until(lambda rs: any(r["occurrence_id"] == refire for r in rs))
         await reader.quiet(1.0)
@@ -200,7 +200,7 @@ async def test_both_done_sends_you_both_did_it_without_sms(infra, running) -> No
     occurrence = (await api.post(f"/v1/rituals/{made['id']}/trigger", headers=ADMIN)).json()[
         "occurrence_id"
     ]
-    async with TopicReader(settings, RITUAL_DUE) as reader:
+    async with TopicReader(settings, RITUAL_DUE, RITUAL_DUE_URGENT) as reader:
         for partner in couple["partners"]:
             done = await api.post(
                 f"/v1/occurrences/{occurrence}/ack",
@@ -263,7 +263,7 @@ async def test_checkin_names_last_quarters_goals_and_summary_counts_the_week(
         )
     ).json()
     await api.post(rituals_url, json={"kind": "date_night"}, headers=ADMIN)
-    async with TopicReader(settings, RITUAL_DUE) as reader:
+    async with TopicReader(settings, RITUAL_DUE, RITUAL_DUE_URGENT) as reader:
         records = await reader.until(
             lambda rs: {checkin["id"], summary["id"]} <= {r["ritual_id"] for r in rs}
         )

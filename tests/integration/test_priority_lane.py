@@ -16,7 +16,7 @@ from services.scheduler.store import SchedulerStore
 from shared.events import RitualDue
 from shared.redis import Keys, make_redis
 from shared.secrets import SecretBox
-from shared.topics import RITUAL_DUE
+from shared.topics import RITUAL_DUE_URGENT
 from shared.vault import Vault
 from tests.integration.test_scheduler_routers import a_couple, bare_app, client
 from tests.support.kafka import TopicReader
@@ -66,9 +66,9 @@ async def test_a_trigger_is_leased_before_a_herd_waiting_in_the_outbox(infra, ow
     assert all(json.loads(o.value)["urgent"] is False for o in first[2:])
 
 
-async def test_a_triggered_record_reaches_the_broker_marked_urgent(module_infra, running) -> None:
+async def test_a_triggered_record_travels_the_urgent_lane(module_infra, running) -> None:
     _, api = running
-    async with TopicReader(module_infra.settings(), RITUAL_DUE) as reader:
+    async with TopicReader(module_infra.settings(), RITUAL_DUE_URGENT) as reader:
         couple = (await api.post("/v1/couples", json=couple_body(), headers=ADMIN)).json()
         ritual = (
             await api.post(

@@ -18,7 +18,7 @@ from shared import links
 from shared.ids import OccurrenceId, new_id
 from shared.redis import Keys, make_redis
 from shared.secrets import SecretBox
-from shared.topics import RITUAL_DUE
+from shared.topics import RITUAL_DUE, RITUAL_DUE_URGENT
 from shared.vault import Vault
 from tandem.inbox import Inbox
 from tandem.notifier_harness import (
@@ -60,7 +60,7 @@ async def test_two_triggers_in_one_second_are_two_occurrences(infra, running) ->
     second = datetime.now(UTC).replace(microsecond=0)
     scheduler.api.dependency_overrides[deps.now] = lambda: second  # both in the same second
     try:
-        async with TopicReader(infra.settings(), RITUAL_DUE) as reader:
+        async with TopicReader(infra.settings(), RITUAL_DUE, RITUAL_DUE_URGENT) as reader:
             answers = [
                 await api.post(f"/v1/rituals/{ritual['id']}/trigger", headers=ADMIN)
                 for _ in range(2)
@@ -94,7 +94,7 @@ async def test_an_idempotency_key_repeats_the_first_answer(infra, running) -> No
     couple, ritual = await couple_with_ritual(api, delivery="local")
     own = {**bearer(couple["token"]), "Idempotency-Key": "retry-7f3a"}
     url = f"/v1/rituals/{ritual['id']}/trigger"
-    async with TopicReader(infra.settings(), RITUAL_DUE) as reader:
+    async with TopicReader(infra.settings(), RITUAL_DUE, RITUAL_DUE_URGENT) as reader:
         # at once (they race for the key), then once more after
         first, *together = await asyncio.gather(*(api.post(url, headers=own) for _ in range(3)))
         again = await api.post(url, headers=own)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from shared.topics import RITUAL_DUE
+from shared.topics import RITUAL_DUE, RITUAL_DUE_URGENT
 from tests.support.kafka import TopicReader
 from tests.support.scheduler import ADMIN, couple_body
 
@@ -263,7 +263,7 @@ async def test_pause_stops_and_resume_continues_from_now(infra, running) -> None
 
 async def test_trigger_publishes_ritual_due_now(infra, running) -> None:
     _, api = running
-    async with TopicReader(infra.settings(), RITUAL_DUE) as reader:
+    async with TopicReader(infra.settings(), RITUAL_DUE, RITUAL_DUE_URGENT) as reader:
         couple = (await api.post("/v1/couples", json=couple_body(), headers=ADMIN)).json()
         ritual = (
             await api.post(

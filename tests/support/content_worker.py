@@ -34,6 +34,7 @@ class Bus:
         self.producer = AIOKafkaProducer(bootstrap_servers=servers, enable_idempotence=False)
         self.consumer = AIOKafkaConsumer(
             topics.NUDGE_READY,
+            topics.NUDGE_READY_URGENT,  # a snooze's or a test nudge's
             topics.dlq(topics.RITUAL_DUE),
             bootstrap_servers=servers,
             group_id=f"test-{uuid.uuid4().hex[:8]}",
@@ -57,7 +58,7 @@ class Bus:
 
     async def _collect(self) -> None:
         async for record in self.consumer:
-            if record.topic == topics.NUDGE_READY:
+            if record.topic in (topics.NUDGE_READY, topics.NUDGE_READY_URGENT):
                 self.nudges.append(NudgeReady.model_validate_json(record.value))
             else:
                 self.dead.append(DeadLetter.model_validate_json(record.value))
