@@ -307,6 +307,12 @@ async def herd(stack: DevStack, sink: Sink, n: int, concurrency: int) -> dict[st
             ),
         )
         ritual_seconds = time.monotonic() - began
+        probe = await post(clients[0], "/v1/couples", couple_body(sink, "probe"))
+        probe_ritual = await post(
+            clients[0],
+            f"/v1/couples/{probe['id']}/rituals",
+            ritual_body(instant + timedelta(days=1), "Test nudge probe"),
+        )
     finally:
         for c in clients:
             await c.aclose()
@@ -320,13 +326,19 @@ async def herd(stack: DevStack, sink: Sink, n: int, concurrency: int) -> dict[st
     before = proc_stats(stack.pids())
     start = len(sink.arrivals)
     expected = {f"c{i}/{side}" for i in range(n) for side in "ab"}
-    await asyncio.to_thread(wait_for, sink, start, expected, instant.timestamp() + 600)
+    waiting = asyncio.create_task(
+        asyncio.to_thread(wait_for, sink, start, expected, instant.timestamp() + 600)
+    )
+    trigger = await test_nudge_during(stack, sink, probe_ritual["id"], instant.timestamp() + 1.0)
+    await waiting
     after = proc_stats(stack.pids())
     arrivals = sink.since(start)
     t0 = instant.timestamp()
     first_at: dict[str, float] = {}
     counts: dict[str, int] = defaultdict(int)
     for path, at_ in arrivals:
+        if path.startswith("probe/"):
+            continue
         counts[path] += 1
         first_at.setdefault(path, at_)
     lateness = [t - t0 for p, t in first_at.items() if p in expected]
@@ -371,8 +383,30 @@ async def herd(stack: DevStack, sink: Sink, n: int, concurrency: int) -> dict[st
         "skew_p99_ms": round(1000 * pct(skew, 0.99), 1),
         "skew_max_ms": round(1000 * max(skew), 1) if skew else float("nan"),
         "partner_a_first": a_first,
+        "test_nudge_s": trigger,
         "processes": processes,
     }
+
+
+async def test_nudge_during(stack: DevStack, sink: Sink, ritual_id: str, at: float) -> float | None:
+    """A test nudge sent at ``at`` (the herd in full flight): seconds from the request until
+    both of the probe couple's phones got it (None: not within 60 s)."""
+    await asyncio.sleep(max(0.0, at - time.time()))
+    start = len(sink.arrivals)
+    began = time.time()
+    async with httpx.AsyncClient(
+        base_url=stack.scheduler_urls[0],
+        headers={"Authorization": f"Bearer {stack.admin_token}"},
+        trust_env=False,
+        timeout=30,
+    ) as client:
+        (await client.post(f"/v1/rituals/{ritual_id}/trigger")).raise_for_status()
+    while time.time() < began + 60:
+        arrived = {p: t for p, t in sink.since(start) if p.startswith("probe/")}
+        if {"probe/a", "probe/b"} <= arrived.keys():
+            return r3(max(arrived.values()) - began)
+        await asyncio.sleep(0.02)
+    return None
 
 
 # -- APScheduler side by side --------------------------------------------------------------
@@ -556,6 +590,7 @@ def print_herd(result: dict[str, Any]) -> None:
     print(f"\nherd: {h['couples']} couples, {h['deliveries_expected']} deliveries")
     print(f"  {'delivered':<30}{h['delivered']}  (missed {h['missed']}, dup {h['duplicates']})")
     print(f"  {'API couples/s (setup)':<30}{h['api_couples_per_s']}")
+    print(f"  {'test nudge during the herd':<30}{h['test_nudge_s']} s (both phones)")
     print(
         f"  {'lateness p50 / p99 / max':<30}"
         f"{h['lateness_p50_s']} s / {h['lateness_p99_s']} s / {h['lateness_max_s']} s"
