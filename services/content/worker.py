@@ -148,9 +148,10 @@ def build(
         PROMPTS.labels(nudge.prompt.deck).inc()
         log.debug("nudge ready", extra=_ids(due, nudge))
 
-    # Two consumers, one handler: the urgent lane is fetched apart from the herd's backlog.
-    for topic in (topics.RITUAL_DUE, topics.RITUAL_DUE_URGENT):
-        service.keyed_subscriber(topic, group_id=GROUP_ID)(on_ritual_due)
+    # Two consumers, one handler: the urgent lane is fetched apart from the herd's backlog,
+    # in a group of its own so neither one's rebalance pauses the other.
+    service.keyed_subscriber(topics.RITUAL_DUE, group_id=GROUP_ID)(on_ritual_due)
+    service.keyed_subscriber(topics.RITUAL_DUE_URGENT, group_id=f"{GROUP_ID}.urgent")(on_ritual_due)
 
     async def check_redis() -> None:  # fail fast: no consuming without Redis
         await service.redis.ping()  # type: ignore[misc]

@@ -140,8 +140,9 @@ def build(settings: Settings) -> Notifier:
     )
     publishers = {t: service.publisher(t) for t in (NUDGE_DELIVERED, NUDGE_FAILED)}
     consumer = service.keyed_subscriber(NUDGE_READY, group_id=GROUP_ID)
-    # The urgent lane (test nudges, snoozes) is fetched apart from a herd's backlog.
-    urgent = service.keyed_subscriber(NUDGE_READY_URGENT, group_id=GROUP_ID)
+    # The urgent lane (test nudges, snoozes) is fetched apart from a herd's backlog, in a
+    # group of its own so neither one's rebalance pauses the other.
+    urgent = service.keyed_subscriber(NUDGE_READY_URGENT, group_id=f"{GROUP_ID}.urgent")
     publishers[dlq(NUDGE_READY)] = service.publisher(dlq(NUDGE_READY))
 
     async def publish(event: BaseModel, topic: str, key: str) -> Awaitable[object]:
