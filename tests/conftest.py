@@ -24,7 +24,6 @@ from tests.support.infra import (
 )
 from tests.support.redis_cluster import (
     CLUSTER_TESTS,
-    PENDING_CROSS_SLOT,
     cluster_missing,
     cluster_wanted,
     started_cluster,
@@ -48,15 +47,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the tests of :data:`CLUSTER_TESTS` ``redis_cluster``; on a cluster run, expect
-    the :data:`PENDING_CROSS_SLOT` ones to fail (strictly)."""
-    on_cluster = cluster_wanted(config.getoption("--redis"))
+    """Mark the tests of :data:`CLUSTER_TESTS` ``redis_cluster``."""
     for item in items:
         if item.nodeid.startswith(CLUSTER_TESTS):
             item.add_marker(pytest.mark.redis_cluster)
-        pending = PENDING_CROSS_SLOT.get(item.nodeid)
-        if on_cluster and pending:
-            item.add_marker(pytest.mark.xfail(reason=f"CROSSSLOT: {pending}", strict=True))
 
 
 @pytest.fixture(scope="session")

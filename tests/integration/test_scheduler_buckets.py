@@ -141,7 +141,7 @@ async def test_history_keeps_the_newest_and_expires(infra) -> None:
         await redis.aclose()
 
 
-async def test_a_couple_with_one_ritual_costs_at_most_2000_bytes(infra) -> None:
+async def test_a_couple_with_one_ritual_costs_at_most_2100_bytes(infra) -> None:
     # its own deployment (prefix), so every key in it is this couple's
     settings = infra.settings(redis_prefix=f"{infra.prefix}-bytes", scheduler_buckets=1)
     async with running_scheduler(settings) as (scheduler, api):
@@ -160,5 +160,6 @@ async def test_a_couple_with_one_ritual_costs_at_most_2000_bytes(infra) -> None:
         }
     # The target is 1,000; this layout reaches ~1,970 for this couple (whose stored
     # record carries two long redacted Apprise URLs), against ~2,900 before. A bound, so a
-    # change that grows a couple's footprint fails here.
-    assert sum(sizes.values()) <= 2000, sizes
+    # change that grows a couple's footprint fails here. (A cluster node keeps ~15 bytes more
+    # per key for its slot index: 2,064 for the same couple on a 3-master cluster.)
+    assert sum(sizes.values()) <= 2100, sizes

@@ -119,6 +119,7 @@ def started_cluster(masters: int = CLUSTER_MASTERS) -> Iterator[str]:
 # a cluster is tests/integration/test_redis_cluster.py's, which always runs.
 CLUSTER_TESTS = (
     "tests/integration/test_scheduler_firing.py",
+    "tests/integration/test_scheduler_buckets.py",
     "tests/integration/test_content_store.py",
     "tests/integration/test_content_answers.py",
     "tests/integration/test_content_worker.py::test_no_repeats_and_levels_in_order",
@@ -126,25 +127,3 @@ CLUSTER_TESTS = (
     "tests/integration/test_content_worker.py::test_a_redelivered_occurrence_gets_the_same_prompt_once",
     "tests/integration/test_notifier_delivery.py",
 )
-
-_SCHED = "tests/integration/test_scheduler_firing.py::"
-# services/scheduler/store.py: create_couple's MULTI/EXEC writes sched:couple:<id>,
-# sched:token:<digest>, sched:couple:<id>:token, sched:ritual:<id>, sched:due, sched:queue
-# and vault:{<id>}:* together (and the claim/commit/once/lease scripts mix sched:queue,
-# sched:due, sched:outbox, sched:outbox:payloads, sched:idem:...): branch schedule.
-_SCHEDULER_STORE = "scheduler store: create_couple MULTI over untagged sched:* keys"
-# Tests that fail on a cluster because a store outside this branch still mixes slots in one
-# transaction or script (test node id -> what): expected to fail, strictly (so a fix shows
-# up as XPASS and its entry must go), until those stores are cluster-safe.
-PENDING_CROSS_SLOT: dict[str, str] = {
-    **{
-        _SCHED + name: _SCHEDULER_STORE
-        for name in (
-            "test_one_off_fires_once_at_its_instant",
-            "test_downtime_fires_one_catch_up_and_reports_the_rest_missed",
-            "test_stale_occurrence_beyond_grace_is_only_missed",
-            "test_three_replicas_fire_every_occurrence_exactly_once",
-            "test_replica_killed_mid_batch_loses_nothing",
-        )
-    },
-}
