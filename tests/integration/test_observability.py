@@ -147,10 +147,11 @@ async def test_one_trace_spans_the_three_services(suite, receiver, inbox) -> Non
 
         traces = await _until(spanning, 20, f"a trace with spans from {everyone}")
         names = {(s, n) for s, t, n in receiver.spans if t == traces[0]}
-        assert ("tandem-scheduler", "ritual.due publish") in names, names
-        assert ("tandem-content", "ritual.due process") in names, names
-        assert ("tandem-content", "nudge.ready publish") in names, names
-        assert ("tandem-notifier", "nudge.ready process") in names, names
+        # a test nudge travels the urgent lanes
+        assert ("tandem-scheduler", "ritual.due.urgent publish") in names, names
+        assert ("tandem-content", "ritual.due.urgent process") in names, names
+        assert ("tandem-content", "nudge.ready.urgent publish") in names, names
+        assert ("tandem-notifier", "nudge.ready.urgent process") in names, names
 
 
 async def test_health_readiness_and_metrics(suite) -> None:
