@@ -18,15 +18,16 @@ $(INSTALLED): pyproject.toml
 run: setup
 	$(BIN)/tandem dev --demo
 
-# The whole suite, then the tests marked redis_cluster again on a local Redis Cluster.
+# The whole suite, then the tests marked redis_cluster again on a local Redis Cluster; two
+# workers, each taking whole test files (module-scoped stacks stay in one worker).
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 	$(MAKE) test-cluster
 
 # The scheduler, content, notifier and vault tests (tests/support/redis_cluster.py lists
 # them) against a local 3-master Redis Cluster; skips, saying why, without redis-cli.
 test-cluster: setup
-	TANDEM_TEST_REDIS=cluster $(BIN)/pytest -q -m redis_cluster
+	TANDEM_TEST_REDIS=cluster $(BIN)/pytest -q -n 2 --dist loadfile -m redis_cluster
 
 # What CI checks before the tests: lint, formatting, and types (zero mypy errors).
 lint: setup

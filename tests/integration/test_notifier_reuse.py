@@ -168,7 +168,10 @@ async def test_a_hanging_provider_holds_back_only_its_own_couples(infra: Infra) 
     hanging, quick = HttpSink(delay=None).start(), HttpSink().start()
     try:
         with allowing([hanging.allow, quick.allow]):
-            settings = fast(infra, delivery_read_timeout=3.0)
+            # Long enough that no held send times out (and is retried, a new request the
+            # sink would count while it still holds the first) before the fast ones are done,
+            # even on a slow machine.
+            settings = fast(infra, delivery_read_timeout=15.0)
             stuck = [couple_at(hanging, f"stuck{i}") for i in range(10)]
             flowing = [couple_at(quick, f"flow{i}") for i in range(10)]
             for couple in [*stuck, *flowing]:
