@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from aiokafka.errors import KafkaError
@@ -22,6 +24,9 @@ from shared.secrets import SecretBox
 from shared.settings import Settings
 from shared.topics import ALL_TOPICS, dlq
 from shared.vault import Rotation, Vault
+
+if TYPE_CHECKING:
+    import httpx
 
 app = typer.Typer(
     help="Tandem: reminders that keep couples' rituals alive.",
@@ -327,66 +332,91 @@ def import_couples(
     a list of ritual bodies) through POST /v1/couples/import, CHUNK at a time. Prints how
     many were created and refused, with the first few refusals by line; exits 1 if any was
     refused. The created couples' tokens are not printed: rotate them to hand them out."""
-    import json
-
     import httpx
 
     if not token:
         _fail("no admin token: pass --token or set TANDEM_ADMIN_TOKEN")
-    created = refused = 0
-    shown: list[str] = []
-
-    def refuse(line: int, why: str) -> None:
-        nonlocal refused
-        refused += 1
-        if len(shown) < SHOWN_ERRORS:
-            shown.append(f"line {line}: {why}")
-
-    def send(client: httpx.Client, batch: list[tuple[int, object]]) -> None:
-        nonlocal created
-        for _ in range(5):
-            answer = client.post("/v1/couples/import", json={"couples": [i for _, i in batch]})
-            if answer.status_code != 429:
-                break
-            time.sleep(float(answer.headers.get("retry-after", "1")))
-        if answer.status_code != 200:
-            _fail(f"the API refused the request: {answer.status_code} {answer.text[:300]}")
-        for result in answer.json()["results"]:
-            line = batch[result["index"]][0]
-            if "id" in result:
-                created += 1
-            else:
-                refuse(line, "; ".join(_said(e) for e in result["errors"]))
-
+    tally = _ImportTally()
     headers = {"Authorization": f"Bearer {token}"}
     try:
         with (
             httpx.Client(base_url=url, headers=headers, timeout=timeout) as client,
             file.open(encoding="utf-8") as lines,
         ):
-            batch: list[tuple[int, object]] = []
-            for number, text in enumerate(lines, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    batch.append((number, json.loads(text)))
-                except json.JSONDecodeError as exc:
-                    refuse(number, f"not JSON: {exc.msg}")
-                    continue
-                if len(batch) == chunk:
-                    send(client, batch)
-                    batch = []
-            if batch:
-                send(client, batch)
+            for batch in _import_chunks(lines, chunk, tally):
+                tally.count(batch, _post_import(client, batch))
     except httpx.HTTPError as exc:
         _fail(f"cannot reach the API at {url}: {_why(exc)}")
-    typer.echo(f"created {created}, refused {refused}")
-    for line in shown:
-        typer.echo(f"  {line}")
-    if refused > len(shown):
-        typer.echo(f"  ... and {refused - len(shown)} more")
-    if refused:
-        raise typer.Exit(1)
+    tally.report()
+
+
+class _ImportTally:
+    """What an import created and refused, with the first few refusals by line."""
+
+    def __init__(self) -> None:
+        self.created = self.refused = 0
+        self.shown: list[str] = []
+
+    def refuse(self, line: int, why: str) -> None:
+        self.refused += 1
+        if len(self.shown) < SHOWN_ERRORS:
+            self.shown.append(f"line {line}: {why}")
+
+    def count(self, batch: list[tuple[int, object]], results: list[dict[str, object]]) -> None:
+        """Counts one answered request; each result names its item by index in ``batch``."""
+        for result in results:
+            line = batch[int(str(result["index"]))][0]
+            if "id" in result:
+                self.created += 1
+            else:
+                errors = result["errors"]
+                said = (_said(e) for e in errors) if isinstance(errors, list) else ()
+                self.refuse(line, "; ".join(said))
+
+    def report(self) -> None:
+        """Prints the tally; exits 1 if anything was refused."""
+        typer.echo(f"created {self.created}, refused {self.refused}")
+        for line in self.shown:
+            typer.echo(f"  {line}")
+        if self.refused > len(self.shown):
+            typer.echo(f"  ... and {self.refused - len(self.shown)} more")
+        if self.refused:
+            raise typer.Exit(1)
+
+
+def _import_chunks(
+    lines: Iterable[str], chunk: int, tally: _ImportTally
+) -> Iterator[list[tuple[int, object]]]:
+    """The file's couples as (line number, body) lists of at most ``chunk``; blank lines are
+    skipped and a line that is not JSON is refused on the tally, not sent."""
+    batch: list[tuple[int, object]] = []
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            batch.append((number, json.loads(text)))
+        except json.JSONDecodeError as exc:
+            tally.refuse(number, f"not JSON: {exc.msg}")
+            continue
+        if len(batch) == chunk:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _post_import(client: httpx.Client, batch: list[tuple[int, object]]) -> list[dict[str, object]]:
+    """POSTs one chunk, waiting out 429s (up to five tries); a refused request ends the
+    command, since later chunks would be refused alike."""
+    for _ in range(5):
+        answer = client.post("/v1/couples/import", json={"couples": [i for _, i in batch]})
+        if answer.status_code != 429:
+            break
+        time.sleep(float(answer.headers.get("retry-after", "1")))
+    if answer.status_code != 200:
+        _fail(f"the API refused the request: {answer.status_code} {answer.text[:300]}")
+    results: list[dict[str, object]] = answer.json()["results"]
+    return results
 
 
 def _said(error: dict[str, object]) -> str:
