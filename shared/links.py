@@ -50,50 +50,71 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _mac(key: str, payload: bytes) -> bytes:
-    # A key of its own for links, derived from the deployment secret, so a link's MAC can
-    # never double as anything else the secret protects.
-    link_key = hashlib.sha256(b"tandem-links\x00" + key.encode()).digest()
-    return hmac.new(link_key, payload, hashlib.sha256).digest()[:16]
+# Each kind of token has a key of its own, derived from the deployment secret, so a MAC can
+# never double as anything else the secret protects (nor a stop token pass for an action link).
+LINK_PURPOSE = b"tandem-links"
+STOP_PURPOSE = b"tandem-stop"
 
 
-def sign(key: str, grant: Grant) -> str:
-    """The token for ``grant``."""
-    payload = json.dumps(
-        [
-            grant.couple_id,
-            grant.occurrence_id,
-            grant.partner_id,
-            grant.action,
-            grant.expires,
-            grant.minutes,
-        ],
-        separators=(",", ":"),
-    ).encode()
-    return f"{_b64(payload)}.{_b64(_mac(key, payload))}"
+def _mac(purpose: bytes, key: str, payload: bytes) -> bytes:
+    derived = hashlib.sha256(purpose + b"\x00" + key.encode()).digest()
+    return hmac.new(derived, payload, hashlib.sha256).digest()[:16]
 
 
-def verify(key: str | Sequence[str], token: str, *, now: float | None = None) -> Grant:
-    """The grant a token carries; :class:`LinkError` if it is malformed, forged or expired.
-    ``key`` may be several keys (current first, then old ones): any of them may have signed."""
-    keys = [key] if isinstance(key, str) else list(key)
+def _seal(purpose: bytes, key: str, fields: Sequence[object]) -> str:
+    """``fields`` as compact JSON, then its MAC: ``<payload>.<mac>``, both base64url."""
+    payload = json.dumps(fields, separators=(",", ":")).encode()
+    return f"{_b64(payload)}.{_b64(_mac(purpose, key, payload))}"
+
+
+def _open(purpose: bytes, keys: str | Sequence[str], token: str) -> bytes:
+    """The payload of a token sealed by any of ``keys`` (the current one first, then old ones);
+    :class:`LinkError` if it is malformed or forged."""
     try:
         body, mac = token.split(".", 1)
         payload = _unb64(body)
         given = _unb64(mac)
     except ValueError:
         raise LinkError("malformed link") from None
-    if not any(hmac.compare_digest(given, _mac(k, payload)) for k in keys):
+    candidates = [keys] if isinstance(keys, str) else keys
+    if not any(hmac.compare_digest(given, _mac(purpose, k, payload)) for k in candidates):
         raise LinkError("link signature does not match")
+    return payload
+
+
+def _unexpired(expires: object, now: float | None) -> int:
+    """``expires`` as epoch seconds; :class:`LinkError` once it has passed."""
+    if not isinstance(expires, int):
+        raise LinkError("malformed link")
+    if (now if now is not None else time.time()) > expires:
+        raise LinkError("link expired")
+    return expires
+
+
+def sign(key: str, grant: Grant) -> str:
+    """The token for ``grant``."""
+    fields = (
+        grant.couple_id,
+        grant.occurrence_id,
+        grant.partner_id,
+        grant.action,
+        grant.expires,
+        grant.minutes,
+    )
+    return _seal(LINK_PURPOSE, key, fields)
+
+
+def verify(key: str | Sequence[str], token: str, *, now: float | None = None) -> Grant:
+    """The grant a token carries; :class:`LinkError` if it is malformed, forged or expired.
+    ``key`` may be several keys (current first, then old ones): any of them may have signed."""
+    payload = _open(LINK_PURPOSE, key, token)
     try:
         couple_id, occurrence_id, partner_id, action, expires, minutes = json.loads(payload)
-    except ValueError:
+    except (ValueError, TypeError):
         raise LinkError("malformed link") from None
     if action not in ACTIONS:
         raise LinkError("unknown action")
-    if (now if now is not None else time.time()) > expires:
-        raise LinkError("link expired")
-    return Grant(couple_id, occurrence_id, partner_id, action, int(expires), minutes)
+    return Grant(couple_id, occurrence_id, partner_id, action, _unexpired(expires, now), minutes)
 
 
 def action_links(
@@ -144,38 +165,20 @@ class StopGrant:
     expires: int  # epoch seconds
 
 
-def _stop_mac(key: str, payload: bytes) -> bytes:
-    stop_key = hashlib.sha256(b"tandem-stop\x00" + key.encode()).digest()
-    return hmac.new(stop_key, payload, hashlib.sha256).digest()[:16]
-
-
 def sign_stop(key: str, grant: StopGrant) -> str:
     """The token for a stop ``grant``."""
-    payload = json.dumps(
-        [grant.couple_id, grant.partner_id, grant.channel_id, grant.expires],
-        separators=(",", ":"),
-    ).encode()
-    return f"{_b64(payload)}.{_b64(_stop_mac(key, payload))}"
+    fields = (grant.couple_id, grant.partner_id, grant.channel_id, grant.expires)
+    return _seal(STOP_PURPOSE, key, fields)
 
 
 def verify_stop(key: str | Sequence[str], token: str, *, now: float | None = None) -> StopGrant:
     """The stop grant a token carries; :class:`LinkError` if malformed, forged or expired."""
-    keys = [key] if isinstance(key, str) else list(key)
-    try:
-        body, mac = token.split(".", 1)
-        payload = _unb64(body)
-        given = _unb64(mac)
-    except ValueError:
-        raise LinkError("malformed link") from None
-    if not any(hmac.compare_digest(given, _stop_mac(k, payload)) for k in keys):
-        raise LinkError("link signature does not match")
+    payload = _open(STOP_PURPOSE, key, token)
     try:
         couple_id, partner_id, channel_id, expires = json.loads(payload)
-    except ValueError:
+    except (ValueError, TypeError):
         raise LinkError("malformed link") from None
-    if (now if now is not None else time.time()) > expires:
-        raise LinkError("link expired")
-    return StopGrant(str(couple_id), str(partner_id), channel_id, int(expires))
+    return StopGrant(str(couple_id), str(partner_id), channel_id, _unexpired(expires, now))
 
 
 def stop_link(
