@@ -38,6 +38,7 @@ class Snapshot:
     at: float
     keys: int
     used_memory: int
+    clients_memory: int  # of it, the connections' buffers (many client pools on a cluster)
     cpu_s: float  # the server's user + system CPU seconds
     calls: dict[str, int]  # command -> calls since start
     usec: dict[str, int]  # command -> microseconds spent in it since start
@@ -95,6 +96,7 @@ class Nodes:
                     at=time.time(),
                     keys=int(client.dbsize()),
                     used_memory=int(info["used_memory"]),
+                    clients_memory=int(info["mem_clients_normal"]),
                     cpu_s=float(info["used_cpu_sys"]) + float(info["used_cpu_user"]),
                     calls={k: int(v["calls"]) for k, v in stats.items()},
                     usec={k: int(v["usec"]) for k, v in stats.items()},
@@ -210,16 +212,14 @@ def store_figures(
     """Per master and in total: keys and memory with no couples (``empty``), with the
     herd's ``couples`` created (``seeded``) and after the herd (``after``); command rates
     and Redis CPU over the herd (``before`` to ``after``); and per couple, keys and bytes
-    of the seeded store and after the herd's history."""
+    of the seeded store and after the herd's history (used memory, and less the
+    connections' buffers, which grow with the client pools: one per node on a cluster)."""
     mib = 2**20
     masters = {
         name: {
             "keys": [e.keys, s.keys, a.keys],
-            "used_memory_mib": [
-                round(e.used_memory / mib, 1),
-                round(s.used_memory / mib, 1),
-                round(a.used_memory / mib, 1),
-            ],
+            "clients_mib": [round(x.clients_memory / mib, 1) for x in (e, s, a)],
+            "used_memory_mib": [round(x.used_memory / mib, 1) for x in (e, s, a)],
             "herd": _rates(b, a, p),
         }
         for name, e, s, b, a, p in zip(names, empty, seeded, before, after, polled, strict=True)
@@ -228,12 +228,17 @@ def store_figures(
     def total(snaps: list[Snapshot], field: str) -> int:
         return sum(int(getattr(s, field)) for s in snaps)
 
+    def data(snaps: list[Snapshot]) -> int:
+        return total(snaps, "used_memory") - total(snaps, "clients_memory")
+
     return {
         "masters": masters,
         "keys_per_couple": _r3((total(seeded, "keys") - total(empty, "keys")) / couples),
         "bytes_per_couple": round(
             (total(seeded, "used_memory") - total(empty, "used_memory")) / couples
         ),
+        "data_bytes_per_couple": round((data(seeded) - data(empty)) / couples),
+        "data_bytes_per_couple_after_herd": round((data(after) - data(empty)) / couples),
         "keys_per_couple_after_herd": _r3((total(after, "keys") - total(empty, "keys")) / couples),
         "bytes_per_couple_after_herd": round(
             (total(after, "used_memory") - total(empty, "used_memory")) / couples
