@@ -663,7 +663,7 @@ def print_store(store: dict[str, Any]) -> None:
         busiest = ", ".join(f"{k} {v}" for k, v in list(herd["by_command_per_s"].items())[:4])
         print(
             f"  {name:<16}{keys:>22}{mem:>20}{c['tracks']:>8}{c['claims_per_s']!s:>10}"
-            f"{herd['commands_per_s']:>8}{herd['cpu_s']:>6}s  {busiest}"
+            f"{herd['commands_per_s']:>8} {herd['cpu_s']:>6}s  {busiest}"
         )
 
 
