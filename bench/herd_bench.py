@@ -1,7 +1,7 @@
 """The 21:00 herd, measured over the whole path: N couples, one nudge each, due at one instant.
 
     .venv/bin/python bench/herd_bench.py [--couples 1000] [--scheduler 2] [--notifier 2]
-        [--quiet 10] [--vs-apscheduler 20000] [--no-herd]
+        [--quiet 10] [--vs-apscheduler 20000] [--no-herd] [--redis single|cluster]
 
 Starts the suite with the ``tandem dev`` machinery (:class:`tandem.dev.DevStack`: embedded
 broker and Redis, ``--scheduler`` scheduler and ``--notifier`` notifier processes, one
@@ -15,7 +15,11 @@ content process) and a fast HTTP sink of its own on 127.0.0.1 (raw asyncio, allo
    at one shared instant; waits until every partner's nudge arrived (or a deadline) and
    reports lateness (p50, p99, max = when the last phone buzzed), partner skew per couple,
    duplicates and misses at the sink, and each process's RSS (before and after the herd)
-   and CPU seconds from /proc.
+   and CPU seconds from /proc. Per Redis master (``bench/redis_nodes.py``): keys and used
+   memory empty, with the couples created and after the herd (so keys and bytes per
+   couple), commands per second by command and Redis CPU over the herd (``INFO``
+   deltas), and how fast the master's share of the herd's schedule was claimed and
+   committed (its bucket queues polled every 50 ms).
 3. With ``--vs-apscheduler N``: the scheduler-only herd side by side with APScheduler 3.11
    (the ``bench`` extra): N rituals drained to Kafka by Tandem's scheduler
    (``bench/scheduler_bench.py``) vs N APScheduler ``date`` jobs due at the same instant,
@@ -23,8 +27,14 @@ content process) and a fast HTTP sink of its own on 127.0.0.1 (raw asyncio, allo
    (APScheduler's defaults otherwise: misfire_grace_time 1 s), as a BackgroundScheduler
    (thread pool of 10, the usual pick) and as an AsyncIOScheduler (coroutine jobs).
 
-Writes ``bench/results/herd-<N>.json`` (and ``herd-vs-apscheduler-<N>.json``), prints a
-table, and as its last line a JSON summary that ``bench/run.py`` collects and charts.
+``--redis cluster`` runs the suite on a local 3-master Redis Cluster
+(:func:`tests.support.redis_cluster.started_cluster`: ``redis-server --cluster-enabled yes``
+on free ports, ``redis-cli --cluster create``) through ``TANDEM_REDIS_URL=redis+cluster://``
+instead of ``tandem dev``'s single Redis.
+
+Writes ``bench/results/herd-<N>.json`` (``herd-<N>-cluster.json`` on a cluster; and
+``herd-vs-apscheduler-<N>.json``), prints a table, and as its last line a JSON summary that
+``bench/run.py`` collects and charts.
 """
 
 from __future__ import annotations
@@ -39,7 +49,8 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,6 +59,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from redis_nodes import ClaimWatch, Nodes, store_figures  # noqa: E402  (this folder)
 
 from tandem.dev import DevStack  # noqa: E402
 
@@ -272,8 +285,11 @@ def wait_for_count(sink: Sink, start: int, count: int, deadline: float) -> None:
     time.sleep(1.0)
 
 
-async def herd(stack: DevStack, sink: Sink, n: int, concurrency: int) -> dict[str, Any]:
+async def herd(
+    stack: DevStack, sink: Sink, n: int, concurrency: int, nodes: Nodes
+) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {stack.admin_token}"}
+    empty = nodes.snapshot()
     urls = stack.scheduler_urls
     clients = [
         httpx.AsyncClient(
@@ -294,8 +310,9 @@ async def herd(stack: DevStack, sink: Sink, n: int, concurrency: int) -> dict[st
         )
         couple_seconds = time.monotonic() - began
         couples_per_s = n / couple_seconds
-        # Rituals: about as fast as couples; the instant leaves that time and a margin.
-        instant = datetime.now(UTC) + timedelta(seconds=1.5 * couple_seconds + 10)
+        # Rituals: about as fast as couples on a quiet machine, ~1.8x slower on a busy
+        # one; the instant leaves that time and a margin.
+        instant = datetime.now(UTC) + timedelta(seconds=2.5 * couple_seconds + 10)
         began = time.monotonic()
         await in_flight(
             n,
@@ -322,8 +339,15 @@ async def herd(stack: DevStack, sink: Sink, n: int, concurrency: int) -> dict[st
         f"rituals in {ritual_seconds:.1f}s; the herd is due in {lead:.1f}s",
         flush=True,
     )
+    seeded = nodes.snapshot()
     await asyncio.sleep(max(0.0, lead - 1.5))
-    before = proc_stats(stack.pids())
+    pids = {**stack.pids(), **nodes.pids()}
+    before = proc_stats(pids)
+    store_before = nodes.snapshot()
+    # Tracks due within the hour: the herd's, not the probe's (due a day later).
+    watch = ClaimWatch(
+        stack.env["TANDEM_REDIS_URL"], nodes.prefix, len(nodes.owner), instant.timestamp() + 3600
+    ).start()
     start = len(sink.arrivals)
     expected = {f"c{i}/{side}" for i in range(n) for side in "ab"}
     waiting = asyncio.create_task(
@@ -331,7 +355,13 @@ async def herd(stack: DevStack, sink: Sink, n: int, concurrency: int) -> dict[st
     )
     trigger = await test_nudge_during(stack, sink, probe_ritual["id"], instant.timestamp() + 1.0)
     await waiting
-    after = proc_stats(stack.pids())
+    after = proc_stats(pids)
+    watch.stop()
+    store = store_figures(
+        nodes.names, empty, seeded, store_before, nodes.snapshot(), n + 1, watch.polled
+    )
+    for name, claims in zip(nodes.names, watch.per_node(instant.timestamp()), strict=True):
+        store["masters"][name]["claims"] = claims
     arrivals = sink.since(start)
     t0 = instant.timestamp()
     first_at: dict[str, float] = {}
@@ -363,7 +393,7 @@ async def herd(stack: DevStack, sink: Sink, n: int, concurrency: int) -> dict[st
             if name in before and name in after
             else None,
         }
-        for name in stack.pids()
+        for name in pids
     }
     return {
         "couples": n,
@@ -385,6 +415,7 @@ async def herd(stack: DevStack, sink: Sink, n: int, concurrency: int) -> dict[st
         "partner_a_first": a_first,
         "test_nudge_s": trigger,
         "processes": processes,
+        "store": store,
     }
 
 
@@ -613,6 +644,121 @@ def print_herd(result: dict[str, Any]) -> None:
         )
 
 
+def print_store(store: dict[str, Any]) -> None:
+    print(
+        f"store: {store['keys_per_couple']} keys, {store['bytes_per_couple']} bytes per couple "
+        f"({store['keys_per_couple_after_herd']} keys, {store['bytes_per_couple_after_herd']} "
+        f"bytes after the herd); less client buffers {store['data_bytes_per_couple']} and "
+        f"{store['data_bytes_per_couple_after_herd']} bytes; "
+        f"Redis CPU in the herd {store['redis_cpu_s_herd']} s"
+    )
+    print(
+        f"  {'master':<16}{'keys e/s/a':>22}{'MiB e/s/a':>20}{'tracks':>8}{'claims/s':>10}"
+        f"{'cmds/s':>8}{'CPU':>7}  busiest commands/s"
+    )
+    for name, m in store["masters"].items():
+        c, herd = m["claims"], m["herd"]
+        keys = "/".join(map(str, m["keys"]))
+        mem = "/".join(map(str, m["used_memory_mib"]))
+        busiest = ", ".join(f"{k} {v}" for k, v in list(herd["by_command_per_s"].items())[:4])
+        print(
+            f"  {name:<16}{keys:>22}{mem:>20}{c['tracks']:>8}{c['claims_per_s']!s:>10}"
+            f"{herd['commands_per_s']:>8} {herd['cpu_s']:>6}s  {busiest}"
+        )
+
+
+@contextmanager
+def redis_store(kind: str) -> Iterator[str | None]:
+    """A ``redis+cluster://`` URL of a local 3-master cluster for the run (``kind``
+    "cluster"), or None: ``DevStack`` starts its own single Redis."""
+    if kind != "cluster":
+        yield None
+        return
+    from tests.support.redis_cluster import cluster_missing, started_cluster
+
+    missing = cluster_missing()
+    if missing:
+        raise SystemExit(missing)
+    with started_cluster() as url:
+        yield url
+
+
+async def run_herd(args: argparse.Namespace, machine_line: str) -> dict[str, Any]:
+    """The quiet evening and the herd on a fresh suite; writes the result JSON and answers
+    the summary's entries."""
+    sink = Sink().start()
+    environ = {
+        **os.environ,
+        "TANDEM_CHANNEL_ALLOW": sink.allow,
+        "TANDEM_LOG_LEVEL": "WARNING",
+        "TANDEM_RATE_LIMIT": "",  # the setup is 2N requests from one token
+    }
+    environ.pop("TANDEM_API_PORT", None)
+    with redis_store(args.redis) as cluster_url:
+        if cluster_url:
+            environ["TANDEM_REDIS_URL"] = cluster_url
+        stack = DevStack(
+            replicas={"scheduler": args.scheduler, "notifier": args.notifier},
+            environ=environ,
+            show_service_output=False,
+        )
+        result: dict[str, Any] = {
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine_line,
+            "redis": args.redis,
+            "replicas": stack.replicas,
+        }
+        try:
+            await asyncio.to_thread(stack.start)
+            assert stack.settings is not None
+            nodes = Nodes(
+                stack.env["TANDEM_REDIS_URL"],
+                stack.settings.redis_prefix,
+                stack.settings.scheduler_buckets,
+            )
+            if args.quiet:
+                result["quiet"] = await quiet_evening(stack, sink, args.quiet, args.quiet_gap)
+            result["herd"] = await herd(stack, sink, args.couples, args.concurrency, nodes)
+            nodes.close()
+        finally:
+            await asyncio.to_thread(stack.stop)
+            sink.stop()
+    suffix = "-cluster" if args.redis == "cluster" else ""
+    path = args.results / f"herd-{args.couples}{suffix}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print_herd(result)
+    print_store(result["herd"]["store"])
+    print(f"wrote {path}")
+    return summarize(result)
+
+
+def summarize(result: dict[str, Any]) -> dict[str, Any]:
+    """The herd's entries in the bench's one-line JSON summary."""
+    h = result["herd"]
+    store = h["store"]
+    out: dict[str, Any] = {
+        "redis": result["redis"],
+        "couples": h["couples"],
+        "herd_lateness_p50_s": h["lateness_p50_s"],
+        "herd_lateness_p99_s": h["lateness_p99_s"],
+        "last_phone_s": h["lateness_max_s"],
+        "skew_p50_ms": h["skew_p50_ms"],
+        "skew_p99_ms": h["skew_p99_ms"],
+        "missed": h["missed"],
+        "duplicates": h["duplicates"],
+        "api_couples_per_s": h["api_couples_per_s"],
+        "redis_bytes_per_couple": store["bytes_per_couple"],
+        "redis_keys_per_couple": store["keys_per_couple"],
+        "redis_cpu_s_herd": store["redis_cpu_s_herd"],
+    }
+    if "quiet" in result:
+        out.update(
+            quiet_lateness_p50_s=result["quiet"]["lateness_p50_s"],
+            quiet_lateness_max_s=result["quiet"]["lateness_max_s"],
+        )
+    return out
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--couples", type=int, default=1000)
@@ -623,6 +769,12 @@ async def main() -> None:
     parser.add_argument("--quiet-gap", type=float, default=2.0)
     parser.add_argument("--vs-apscheduler", type=int, default=20_000, metavar="N", help="0: skip")
     parser.add_argument("--no-herd", action="store_true", help="only the side-by-side")
+    parser.add_argument(
+        "--redis",
+        choices=("single", "cluster"),
+        default="single",
+        help="the suite's store: one Redis, or a local 3-master Redis Cluster",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args()
     results = args.results
@@ -630,53 +782,7 @@ async def main() -> None:
     summary: dict[str, Any] = {"bench": "herd", "machine": machine()}
 
     if not args.no_herd:
-        sink = Sink().start()
-        environ = {
-            **os.environ,
-            "TANDEM_CHANNEL_ALLOW": sink.allow,
-            "TANDEM_LOG_LEVEL": "WARNING",
-            "TANDEM_RATE_LIMIT": "",  # the setup is 2N requests from one token
-        }
-        environ.pop("TANDEM_API_PORT", None)
-        stack = DevStack(
-            replicas={"scheduler": args.scheduler, "notifier": args.notifier},
-            environ=environ,
-            show_service_output=False,
-        )
-        result: dict[str, Any] = {
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": summary["machine"],
-            "replicas": stack.replicas,
-        }
-        try:
-            await asyncio.to_thread(stack.start)
-            if args.quiet:
-                result["quiet"] = await quiet_evening(stack, sink, args.quiet, args.quiet_gap)
-            result["herd"] = await herd(stack, sink, args.couples, args.concurrency)
-        finally:
-            await asyncio.to_thread(stack.stop)
-            sink.stop()
-        path = results / f"herd-{args.couples}.json"
-        path.write_text(json.dumps(result, indent=2) + "\n")
-        print_herd(result)
-        print(f"wrote {path}")
-        h = result["herd"]
-        summary.update(
-            couples=h["couples"],
-            herd_lateness_p50_s=h["lateness_p50_s"],
-            herd_lateness_p99_s=h["lateness_p99_s"],
-            last_phone_s=h["lateness_max_s"],
-            skew_p50_ms=h["skew_p50_ms"],
-            skew_p99_ms=h["skew_p99_ms"],
-            missed=h["missed"],
-            duplicates=h["duplicates"],
-            api_couples_per_s=h["api_couples_per_s"],
-        )
-        if "quiet" in result:
-            summary.update(
-                quiet_lateness_p50_s=result["quiet"]["lateness_p50_s"],
-                quiet_lateness_max_s=result["quiet"]["lateness_max_s"],
-            )
+        summary.update(await run_herd(args, summary["machine"]))
 
     if args.vs_apscheduler:
         print(f"\nscheduler-only herd, {args.vs_apscheduler} rituals due at one instant:")
