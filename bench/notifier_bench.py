@@ -8,11 +8,17 @@ Each run gets its own embedded broker and Redis and a fresh sink (an asyncio HTT
 server in this process). The notifier under test runs alone in a child process (the
 sink, the receipts' watcher and the timing stay here): the burst of nudges is published
 before it starts, and its rate is the deliveries over the time from its start (partitions
-assigned) to the last receipt's ``delivered_at``. ``--baseline DIR``: a checkout of another
-revision (e.g. ``git worktree add /tmp/notifier-base main``) benchmarked first in the same
-run, with the same sink and load, and the two printed side by side with their ratio. The
-child imports only what both revisions have (``tandem.notifier_harness``'s couple and
-nudge helpers and ``running_notifier``).
+assigned) to the last receipt's ``delivered_at``, and its CPU time per delivery (user +
+system, every thread of the child, over the same span: the figure to judge a change by on a
+busy machine, where deliveries/s swings with the neighbours). ``--baseline DIR``: a
+checkout of another revision (e.g. ``git worktree add /tmp/notifier-base main``)
+benchmarked first in the same run, with the same sink and load, and the two printed side
+by side with their ratio. The child imports only what both revisions have
+(``tandem.notifier_harness``'s couple and nudge helpers and ``running_notifier``).
+
+Profiles: ``--profile DIR`` runs the child under cProfile (the event loop's thread's CPU time);
+``--py-spy DIR`` samples every thread of the child with py-spy (when it is installed; not a
+project dependency) from its start to the last receipt, as collapsed stacks.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import asyncio
 import cProfile
 import json
 import os
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -40,11 +48,12 @@ def pct(values: list[float], p: float) -> float:
 
 
 # -- the child: one notifier process under test ----------------------------------------------
-async def child(config: dict[str, Any]) -> None:
+async def child(config: dict[str, Any], profile: cProfile.Profile | None) -> None:
     """Run the notifier of the revision on ``sys.path`` against the given broker, Redis
     and sink: store the couples, publish the whole burst, start the notifier, print when
     it started (its partitions assigned), and run until stdin closes. Nothing else runs
-    in this process: the receipts are watched by the parent."""
+    in this process: the receipts are watched by the parent. ``profile`` runs from the
+    notifier's start to its end, not through the set-up."""
     from shared.settings import Settings
     from tandem.notifier_harness import (
         Couple,
@@ -72,17 +81,36 @@ async def child(config: dict[str, Any]) -> None:
     # The whole burst is on the topic before the notifier starts, as in a herd: what is
     # timed is the notifier draining it, not the publisher.
     await publish_nudges(settings, *(make_nudge(couples[i % m]) for i in range(n)))
+    if profile is not None:
+        profile.enable()
     async with running_notifier(settings):
         print(json.dumps({"started": time.time()}), flush=True)
         await asyncio.to_thread(sys.stdin.read)
 
 
 # -- the parent: infrastructure, one child per revision, the comparison ----------------------
+def sample(pid: int, out: Path | None) -> subprocess.Popen[bytes] | None:
+    """Start py-spy on ``pid`` (every thread, collapsed stacks into ``out``) if asked."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if out is None or not Path(spy).exists():
+        return None
+    cmd = [spy, "record", "-p", str(pid), "-r", "250", "--threads", "-f", "raw", "-o", str(out)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (all its threads)."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 async def run_revision(
-    code: Path, nudges: int, couples: int, profile: Path | None
+    code: Path, nudges: int, couples: int, profile: Path | None, spy: Path | None
 ) -> dict[str, Any]:
     """Benchmark the notifier of the checkout ``code`` on fresh infrastructure: its
-    deliveries/s from the child's start to the last receipt's ``delivered_at``."""
+    deliveries/s and CPU per delivery from the child's start to the last receipt."""
     from services.notifier.metrics import partner_skew
     from shared.secrets import SecretBox
     from shared.settings import Settings
@@ -123,8 +151,14 @@ async def run_revision(
                 if not line:
                     raise RuntimeError(f"the notifier of {code} did not start (log: {log})")
                 started = float(json.loads(line)["started"])
+                cpu = cpu_seconds(proc.pid)
+                spying = sample(proc.pid, spy / f"notifier-{code.name}.raw" if spy else None)
                 async with watching(Settings(**values)) as out:  # type: ignore[arg-type]
                     await out.wait_for(lambda o: len(o.delivered) >= 2 * nudges, within=1800)
+                cpu = cpu_seconds(proc.pid) - cpu
+                if spying is not None:
+                    spying.send_signal(signal.SIGINT)  # py-spy writes its file and exits
+                    await asyncio.to_thread(spying.wait, 60)
             finally:
                 proc.stdin.close()
                 await asyncio.to_thread(proc.wait, 120)
@@ -141,6 +175,8 @@ async def run_revision(
         "deliveries": len(out.delivered),
         "seconds": round(elapsed, 3),
         "deliveries_per_s": round(len(out.delivered) / elapsed, 1),
+        "cpu_s": round(cpu, 2),
+        "cpu_ms_per_delivery": round(1000 * cpu / len(out.delivered), 3),
         "partner_skew_p50_ms": round(pct(skews, 50), 3),
         "partner_skew_p99_ms": round(pct(skews, 99), 3),
         "partner_skew_mean_ms": round(statistics.mean(skews), 3) if skews else 0.0,
@@ -163,14 +199,16 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=Path, help="write each child's cProfile stats into this directory"
     )
+    parser.add_argument(
+        "--py-spy", type=Path, help="write py-spy samples of each child into this directory"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         config = json.loads(args.child)
-        profile = cProfile.Profile() if config.get("profile") else None
-        if profile is not None:
-            profile.enable()
-        asyncio.run(child(config))
+        # CPU time of the loop's thread, not wall time (which would count its waits).
+        profile = cProfile.Profile(time.thread_time) if config.get("profile") else None
+        asyncio.run(child(config, profile))
         if profile is not None:
             profile.disable()
             profile.dump_stats(config["profile"])
@@ -179,7 +217,7 @@ def main() -> None:
     for name, code in (("baseline", args.baseline), ("this", ROOT)):
         if code is not None:
             runs[name] = asyncio.run(
-                run_revision(code.resolve(), args.nudges, args.couples, args.profile)
+                run_revision(code.resolve(), args.nudges, args.couples, args.profile, args.py_spy)
             )
             print(f"{name:9s} {revision(code)}: {json.dumps(runs[name])}", flush=True)
     if "baseline" in runs:

@@ -95,7 +95,18 @@ class Vault:
 
     async def channel_url(self, couple_id: str, channel_id: str) -> str | None:
         """The plain URL of a channel, or None if the couple or channel is gone."""
-        token = await self.redis.get(self._channels(couple_id))
+        return self.open(await self.redis.get(self._channels(couple_id)), channel_id)
+
+    def read(self, pipe: Pipeline, couple_id: str) -> None:
+        """Queue on ``pipe`` (or anything with its ``get``/``exists``) what a delivery reads
+        of a couple, in one round trip: its channels, still encrypted (None: the couple is
+        gone), then whether it is paused (1 or 0). :meth:`open` decrypts one channel."""
+        pipe.get(self._channels(couple_id))
+        pipe.exists(self._paused(couple_id))
+
+    def open(self, token: str | None, channel_id: str) -> str | None:
+        """The plain URL of ``channel_id`` in a couple's encrypted channels ``token`` (as
+        :meth:`read` got it), or None if the couple or the channel is gone."""
         if not token:
             return None
         found: str | None = json.loads(self.box.decrypt(token)).get(channel_id)

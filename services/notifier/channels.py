@@ -22,14 +22,18 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import re
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from apprise import Apprise, AppriseAsset
+from apprise.manager_plugins import NotificationManager
 from apprise.plugins import NotifyBase, url_to_dict
 from apprise.result import AppriseResult, AppriseResultStatus
 
@@ -101,6 +105,16 @@ def _errors(result: AppriseResult, limit: int = 400) -> str:
     return "; ".join(dict.fromkeys(messages))[:limit]
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """A channel ready to send to, made once when its URL is loaded: the Apprise service
+    and the provider host its sends are bounded by (:func:`provider_host`). Only read
+    after it is made, so concurrent sends share it."""
+
+    service: NotifyBase
+    host: str
+
+
 class Channels:
     """Delivers through Apprise: loaded services reused per channel (:mod:`.clients`),
     connections kept alive (:mod:`.keepalive`), sends bounded per provider host and
@@ -137,7 +151,7 @@ class Channels:
         # shared pool (a second thread hop, and a pool of cpu+4 threads that one hanging
         # provider could fill). The hard timeout is ours (send()).
         self.asset = AppriseAsset(plugin_paths=paths, async_mode=False, service_timeout=0)
-        self.clients = ClientCache()
+        self.clients: ClientCache[Loaded] = ClientCache()
         self.limits = limits.SendLimits(per_host=per_host, overall=overall)
         # One thread per overall slot: a send holds its slot until its thread is free.
         self._pool = ThreadPoolExecutor(max_workers=overall, thread_name_prefix="tandem-send")
@@ -145,16 +159,14 @@ class Channels:
     def _instantiate(self, url: str, buttons: str | None) -> NotifyBase | None:
         """A loaded service for ``url``, with the deployment's socket timeouts and without
         Apprise's throttle; None if Apprise cannot load it."""
-        if buttons is None:
-            service = Apprise.instantiate(url, asset=self.asset)
-        else:
-            results = url_to_dict(url, secure_logging=self.asset.secure_logging)
-            if results is None:
-                return None
-            if results.get("schema") in NTFY_SCHEMES and not results.get("actions"):
+        results = _parsed(url, self.asset.secure_logging)
+        if results is None:
+            return None
+        if buttons is not None and results.get("schema") in NTFY_SCHEMES:
+            if not results.get("actions"):
                 results["actions"] = buttons  # an integrator's own ?actions= wins
-            service = Apprise.instantiate(results, asset=self.asset)
-        if not isinstance(service, NotifyBase):
+        service = self._construct(results)
+        if service is None:
             return None
         query = parse_qs(urlsplit(url).query)
         # cto/rto: an integrator's explicit URL values, at most the deployment's (egress).
@@ -171,6 +183,26 @@ class Channels:
         # Apprise's own per-service retry stays at the URL's value (default 0): our retries
         # go through the delay queue so they never hold a Kafka partition.
         return service
+
+    def _construct(self, results: dict[str, Any]) -> NotifyBase | None:
+        """The service of the plugin ``results`` name (``url_to_dict``'s arguments for
+        it), as ``Apprise.instantiate`` makes it, without the "loaded" log line that
+        Apprise formats whatever the log level -- rebuilding the URL for it takes about
+        as long as the rest of loading it, and in a herd every send loads a channel."""
+        plugin = _PLUGINS[results["schema"]]
+        if not plugin.enabled:
+            log.warning("%s:// is disabled on this system", results["schema"])
+            return None
+        try:
+            service = plugin(**{**results, "asset": self.asset, "tag": set()})
+        except Exception:  # what Apprise logs with the URL in it; we say no more than that
+            return None
+        return service if isinstance(service, NotifyBase) else None
+
+    def _load(self, url: str, buttons: str | None) -> Loaded | None:
+        """:meth:`_instantiate`'s service for ``url``, ready to send (:class:`Loaded`)."""
+        service = self._instantiate(url, buttons)
+        return None if service is None else Loaded(service, provider_host(url, service))
 
     async def send(
         self,
@@ -191,22 +223,20 @@ class Channels:
         if refused:
             return SendResult(Outcome.FAILED, f"egress policy: {refused}")
         remember(url)  # Apprise logs topics and numbers; the log filter now masks them
-        service = self.clients.get(
-            channel if buttons is None else None, url, lambda: self._instantiate(url, buttons)
+        loaded = self.clients.get(
+            channel if buttons is None else None, url, lambda: self._load(url, buttons)
         )
-        if service is None:
+        if loaded is None:
             return SendResult(Outcome.FAILED, "unsupported or invalid channel URL")
         try:
             # Bounded, so a send never outlives the in-flight lease sized from longest_send.
-            release = await asyncio.wait_for(
-                self.limits.acquire(provider_host(url, service)), self.send_timeout
-            )
+            release = await asyncio.wait_for(self.limits.acquire(loaded.host), self.send_timeout)
         except TimeoutError:  # nothing was sent: a definite failure, the next channel may go
             return SendResult(Outcome.FAILED, "provider busy: no send slot free in time")
-        return _scrub(await self._notify(service, title, body, release), url)
+        return _scrub(await self._notify(loaded, title, body, release), url)
 
     async def _notify(
-        self, service: NotifyBase, title: str, body: str, release: Callable[[], None]
+        self, loaded: Loaded, title: str, body: str, release: Callable[[], None]
     ) -> SendResult:
         # Every connection the plugin makes is checked on its resolved address (egress);
         # both context variables travel into the send thread with the copied context.
@@ -214,7 +244,7 @@ class Channels:
             context = contextvars.copy_context()
         try:
             work = asyncio.get_running_loop().run_in_executor(
-                self._pool, context.run, _notify_in_thread, service, title, body
+                self._pool, context.run, _notify_in_thread, loaded.service, title, body
             )
         except BaseException:
             release()
@@ -237,7 +267,7 @@ class Channels:
         try:
             if guard.refused:  # nothing left the process: a definite failure
                 return SendResult(Outcome.FAILED, guard.describe())
-            return classify(result, read_timeout=service.socket_read_timeout)
+            return classify(result, read_timeout=loaded.service.socket_read_timeout)
         finally:
             result.close()
 
@@ -254,13 +284,43 @@ def _close_late(work: asyncio.Future[AppriseResult | Exception]) -> None:
         result.close()
 
 
+_senders = threading.local()
+_PLUGINS = NotificationManager()  # Apprise's registry of plugins by schema (a singleton)
+_SCHEMA = re.compile(r"\s*(?P<schema>[a-z0-9]{1,32})://", re.I)
+
+
+def _parsed(url: str, secure_logging: bool) -> dict[str, Any] | None:
+    """``url_to_dict(url)``: the plugin's arguments for ``url``, or None. A URL of a known
+    schema goes straight to its plugin's parser, as ``url_to_dict`` sends it, but without
+    the masked copy of the URL it makes for a log line it writes only when that fails
+    (CWE-312 masking: a third of the cost of loading a channel); anything else (a
+    provider's native URL, a bad one) goes through ``url_to_dict``."""
+    match = _SCHEMA.match(url)
+    if match is None or match["schema"].lower() not in _PLUGINS:
+        results: dict[str, Any] | None = url_to_dict(url, secure_logging=secure_logging)
+        return results
+    parsed: dict[str, Any] | None = _PLUGINS[match["schema"].lower()].parse_url(
+        url.replace("/#", "/%23")
+    )
+    return parsed or None
+
+
 def _notify_in_thread(service: NotifyBase, title: str, body: str) -> AppriseResult | Exception:
     """Run in a send thread: one Apprise call to ``service``; an exception is returned,
-    not raised, so the caller can tell a plugin bug from a delivery outcome."""
+    not raised, so the caller can tell a plugin bug from a delivery outcome.
+
+    Each send thread keeps one ``Apprise`` object and puts the service of each send in
+    it: making one per send (or per loaded channel, which in a herd is the same) costs a
+    sizeable share of a local send, its locale lookup alone stats a dozen files."""
     try:
-        apobj = Apprise(asset=service.asset)
-        apobj.add(service)
-        return apobj.notify(body=body, title=title)
+        apprise: Apprise | None = getattr(_senders, "apprise", None)
+        if apprise is None or apprise.asset is not service.asset:
+            apprise = _senders.apprise = Apprise(asset=service.asset)
+        apprise.add(service)
+        try:
+            return apprise.notify(body=body, title=title)
+        finally:
+            apprise.clear()  # it holds the service's secrets no longer than the send
     except Exception as exc:
         return exc
 

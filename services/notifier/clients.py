@@ -32,8 +32,8 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
-from apprise.plugins import NotifyBase
 from cachetools import TTLCache
 
 MAX_ENTRIES = 4096
@@ -41,18 +41,20 @@ TTL_SECONDS = 60.0
 
 ChannelKey = tuple[str, str]  # (couple id, channel id)
 
+Loaded = TypeVar("Loaded")  # what a channel's URL is loaded into (channels.py: a service)
+
 
 @dataclass(frozen=True)
-class _Entry:
+class _Entry(Generic[Loaded]):
     digest: bytes
-    service: NotifyBase
+    service: Loaded
 
 
-class ClientCache:
+class ClientCache(Generic[Loaded]):
     """Loaded services by channel, checked against the URL of each send."""
 
     def __init__(self, *, max_entries: int = MAX_ENTRIES, ttl: float = TTL_SECONDS) -> None:
-        self._entries: TTLCache[ChannelKey, _Entry] = TTLCache(max_entries, ttl)
+        self._entries: TTLCache[ChannelKey, _Entry[Loaded]] = TTLCache(max_entries, ttl)
         self._lock = threading.Lock()
         self._key = secrets.token_bytes(32)
         self.loads = 0  # services loaded (cache misses), for tests and the bench
@@ -61,8 +63,8 @@ class ClientCache:
         return hashlib.blake2b(url.encode(), key=self._key, digest_size=16).digest()
 
     def get(
-        self, channel: ChannelKey | None, url: str, load: Callable[[], NotifyBase | None]
-    ) -> NotifyBase | None:
+        self, channel: ChannelKey | None, url: str, load: Callable[[], Loaded | None]
+    ) -> Loaded | None:
         """The service for ``url`` (the plain URL of ``channel`` now): the cached one if it
         was loaded from this same URL within the TTL, else ``load()``'s (cached unless
         ``channel`` is None or it failed to load)."""

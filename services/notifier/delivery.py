@@ -182,11 +182,13 @@ class Delivery:
         """:meth:`run`'s step; True if a claimed job is finished (to be acked), False if
         it was rescheduled in place."""
         nudge = job.nudge
-        # One round trip for both vault reads (concurrent, on two pooled connections).
-        exists, paused = await asyncio.gather(
-            self.vault.exists(nudge.couple_id), self.vault.is_paused(nudge.couple_id)
+        # What the vault holds for the couple, in the pipeline every delivery under way
+        # shares: its channels still encrypted (each send decrypts only its own URL, and
+        # only for as long as the send), and whether it is paused.
+        channels, paused = await self.store.batched(
+            lambda pipe: self.vault.read(pipe, nudge.couple_id)
         )
-        if not exists:
+        if not channels:
             log.warning(
                 "couple %s no longer exists; dropping nudge %s",
                 nudge.couple_id,
@@ -215,7 +217,7 @@ class Delivery:
             )
             hold = job.model_copy(update={"partners": partner_ids, "reason": "hold"})
             rescheduled |= await self._schedule(hold, until, claimed)
-        results = await self._deliver(nudge, send_now, job, paused=paused)
+        results = await self._deliver(nudge, send_now, job, channels, paused=bool(paused))
         for result in results:
             if result.retry is not None and result.retry_due is not None:
                 rescheduled |= await self._schedule(result.retry, result.retry_due, claimed)
@@ -295,8 +297,10 @@ class Delivery:
 
     # -- sending -----------------------------------------------------------------------
     async def _deliver(
-        self, nudge: NudgeReady, partner_ids: list[str], job: Job, *, paused: bool
+        self, nudge: NudgeReady, partner_ids: list[str], job: Job, vault: str, *, paused: bool
     ) -> list[_Result]:
+        """Send to ``partner_ids`` now, side by side; ``vault``: the couple's encrypted
+        channels (:meth:`shared.vault.Vault.read`)."""
         if not partner_ids:
             return []
         by_id = {r.id: r for r in nudge.recipients}
@@ -305,7 +309,7 @@ class Delivery:
         prepared = await self._prepare(nudge, [by_id[pid] for pid in partner_ids], job, paused)
         ready = [p for p in prepared if isinstance(p, _Ready)]
         done = [p for p in prepared if isinstance(p, _Result)]
-        sent = await asyncio.gather(*(self._send(nudge, r, job) for r in ready))
+        sent = await asyncio.gather(*(self._send(nudge, r, job, vault) for r in ready))
         delivered = [s.delivered for s in sent if s.delivered is not None]
         if len(ready) >= 2 and len(delivered) == len(ready):
             skew = metrics.partner_skew(delivered)
@@ -363,7 +367,7 @@ class Delivery:
         # enough that a dead sender's partner is retried within seconds to a minute.
         return max(1, len(recipient.channels)) * self.channels.longest_send + 5.0
 
-    async def _send(self, nudge: NudgeReady, ready: _Ready, job: Job) -> _Result:
+    async def _send(self, nudge: NudgeReady, ready: _Ready, job: Job, vault: str) -> _Result:
         recipient = ready.recipient
         # Attempt state is per partner; only single-partner jobs (retries) carry it.
         single = len(job.partners) == 1
@@ -376,7 +380,7 @@ class Delivery:
         channels = recipient.channels
         for index in range(min(start, len(channels)), len(channels)):
             channel = channels[index]
-            url = await self.vault.channel_url(nudge.couple_id, channel.id)
+            url = self.vault.open(vault, channel.id)
             if url is None:
                 errors.append(self._attempt(attempt, channel, "channel not in vault"))
                 continue

@@ -33,11 +33,11 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from shared.coalesce import Coalescer
+from shared.coalesce import Coalescer, Commands
 from shared.events import DeliveryAttempt, NudgeReady
 from shared.redis import Keys, StrRedis
 
@@ -186,6 +186,11 @@ class NotifierStore:
     def _bucket(self, index: int) -> list[str]:
         tag = "{notifier-q" + str(index) + "}"
         return [self.keys("notifier", tag, name) for name in ("due", "jobs", "claims")]
+
+    async def batched(self, commands: Commands) -> list[Any]:
+        """The replies to what ``commands`` queues, sent in the pipeline of this loop turn
+        with every other delivery's (:class:`shared.coalesce.Coalescer`)."""
+        return await self._ledger.run(commands)
 
     # -- idempotency ---------------------------------------------------------------------
     async def claim_sends(

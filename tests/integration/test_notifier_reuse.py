@@ -24,6 +24,7 @@ from tandem.notifier_harness import (
     make_nudge,
     publish_nudges,
     running_notifier,
+    set_paused,
     store_couple,
     watching,
 )
@@ -190,3 +191,34 @@ async def test_a_hanging_provider_holds_back_only_its_own_couples(infra: Infra) 
     finally:
         hanging.stop()
         quick.stop()
+
+
+async def test_a_burst_reads_each_couples_own_channels_and_pause(
+    infra: Infra, sink: HttpSink
+) -> None:
+    """The vault reads of a burst go to Redis together (one pipeline per loop turn, shared
+    by every delivery under way): each couple still gets its own channels and its own
+    pause, and a couple that is gone is dropped, whatever rode along in the pipeline."""
+    settings = fast(infra)
+    couples = [couple_at(sink, f"burst{i}") for i in range(12)]
+    for couple in couples:
+        await store_couple(settings, couple)
+    paused = {couples[3].id, couples[7].id}
+    for couple_id in paused:
+        await set_paused(settings, couple_id, True)
+    gone = couple_at(sink, "gone")  # never stored: not in the vault
+    async with watching(settings) as out, running_notifier(settings):
+        await publish_nudges(settings, *(make_nudge(c) for c in [gone, *couples]))
+        await out.wait_for(lambda o: len(o.delivered) >= 20 and len(o.failed) >= 4)
+        await asyncio.sleep(0.5)  # anything more would show now
+    sent = [c for c in couples if c.id not in paused]
+    assert sorted(sink.paths) == sorted(
+        path for c in sent for path in (f"sam-{c.id[4:]}", f"alex-{c.id[4:]}")
+    )
+    assert {(d.couple_id, d.partner_id) for d in out.delivered} == {
+        (c.id, p.id) for c in sent for p in c.partners
+    }
+    assert len(out.delivered) == 20
+    assert {(f.couple_id, f.partner_id, f.reason, f.final) for f in out.failed} == {
+        (c.id, p.id, "paused", True) for c in couples if c.id in paused for p in c.partners
+    }

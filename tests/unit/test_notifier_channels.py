@@ -1,7 +1,18 @@
+import pytest
+from apprise import Apprise
 from apprise.logger import NotifyLogEntry
 from apprise.result import AppriseResult, AppriseResultStatus, NotifyAttempt, NotifyResult
 
-from services.notifier.channels import Outcome, SendResult, _scrub, classify
+from services.notifier.channels import (
+    Channels,
+    Outcome,
+    SendResult,
+    _notify_in_thread,
+    _scrub,
+    _senders,
+    classify,
+)
+from tandem.notifier_harness import HttpSink
 
 S = AppriseResultStatus
 
@@ -67,3 +78,48 @@ def test_scrub_removes_url_secrets() -> None:
     scrubbed = _scrub(SendResult(Outcome.FAILED, error), url).error
     for secret in ("+15557654321", "tok3n", "s3cr3t"):
         assert secret not in scrubbed
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "json://127.0.0.1:8090/sam?format=markdown",
+        "ntfy://user:pass@127.0.0.1:8090/sam?priority=high",
+        "ntfys://ntfy.example.com/a-topic/#with-hash",
+        "mailto://127.0.0.1:2525?to=bob@example.com&from=t@example.com&mode=insecure",
+        "https://discord.com/api/webhooks/4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js",
+    ],
+)
+def test_a_channel_loads_as_apprise_instantiate_loads_it(url: str) -> None:
+    """The notifier's own loading (plugin parser and constructor, without Apprise's eager
+    log lines) gives the very service ``Apprise.instantiate`` gives, native URLs too."""
+    channels = Channels(connect_timeout=1, read_timeout=2)
+    ours = channels._instantiate(url, None)
+    theirs = Apprise.instantiate(url, asset=channels.asset)
+    assert ours is not None and isinstance(theirs, type(ours))
+    # ... then given the deployment's socket timeouts (and no throttle), as ours was.
+    theirs.socket_connect_timeout = ours.socket_connect_timeout
+    theirs.socket_read_timeout = ours.socket_read_timeout
+    assert ours.url(privacy=False) == theirs.url(privacy=False)
+
+
+@pytest.mark.parametrize("url", ["nope://x", "json://", "not a url", "ntfy:/x"])
+def test_a_bad_channel_does_not_load(url: str) -> None:
+    assert Channels(connect_timeout=1, read_timeout=2)._instantiate(url, None) is None
+
+
+def test_a_send_thread_keeps_no_service_after_its_send() -> None:
+    """The send thread's reused ``Apprise`` object holds a service (and its secrets) only
+    while sending to it, and sends to each service it is given."""
+    sink = HttpSink().start()
+    try:
+        channels = Channels(connect_timeout=1, read_timeout=2)
+        for topic in ("one", "two"):
+            service = channels._instantiate(sink.ntfy_url(topic), None)
+            assert service is not None
+            result = _notify_in_thread(service, "Hug", "Hug time")
+            assert isinstance(result, AppriseResult) and classify(result).ok
+            assert len(_senders.apprise) == 0
+    finally:
+        sink.stop()
+    assert sink.paths == ["one", "two"]

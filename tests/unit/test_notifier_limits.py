@@ -49,7 +49,7 @@ def test_bounds_must_make_sense() -> None:
 
 
 def test_the_cache_reloads_a_changed_url_and_drops_the_old_one() -> None:
-    cache = ClientCache()
+    cache: ClientCache[NotifyBase] = ClientCache()
     loaded: list[str] = []
 
     def load(url: str) -> NotifyBase | None:
@@ -70,7 +70,7 @@ def test_the_cache_reloads_a_changed_url_and_drops_the_old_one() -> None:
 
 
 def test_the_cache_entries_expire() -> None:
-    cache = ClientCache(ttl=0.0)
+    cache: ClientCache[NotifyBase] = ClientCache(ttl=0.0)
     calls = 0
 
     def load() -> NotifyBase | None:
