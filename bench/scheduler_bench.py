@@ -1,13 +1,19 @@
-"""The 07:30 herd: N rituals due in the same minute, drained by R scheduler processes.
+"""The 07:30 herd: N rituals due at the same second, drained by R scheduler processes.
 
     .venv/bin/python bench/scheduler_bench.py [--rituals 100000] [--replicas 2]
+        [--baseline DIR --rounds 2] [--profile DIR]
 
-Starts an embedded broker and Redis (or uses TANDEM_KAFKA_BOOTSTRAP / TANDEM_REDIS_URL),
-writes N daily rituals (two per couple, through the scheduler's own store) that are all due
-at the same minute boundary, starts R scheduler processes, and reads ``ritual.due`` back
-from the broker. Reports: time from the due instant until the last record was acknowledged,
-lateness p50/p99 (Kafka record timestamp minus scheduled instant), duplicates and misses
-(counted by occurrence id against what was seeded), and Redis memory per ritual.
+Starts an embedded broker and Redis, writes N daily rituals (two per couple, through the
+scheduler's own store) that are all due at the same second, starts R scheduler processes,
+and reads ``ritual.due`` back from the broker. Reports: time from the due instant until the
+last record was acknowledged, lateness p50/p99 (Kafka record timestamp minus scheduled
+instant), duplicates and misses (counted by occurrence id against what was seeded), Redis
+memory per ritual, and the replicas' CPU seconds from 1 s before the instant until the last
+record was read (+3 s): CPU per ritual is the figure to compare on a busy machine.
+
+``--baseline DIR``: a second checkout (e.g. ``git worktree add /tmp/base <commit>``) whose
+replicas drain the same herd on fresh servers, alternating with this tree's, ``--rounds``
+times each. ``--profile DIR``: each replica runs under cProfile, stats in DIR.
 The last line printed is a JSON summary (collected by bench/run.py).
 """
 
@@ -25,7 +31,9 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import psutil
 from aiokafka import AIOKafkaConsumer
 
 from services.scheduler.rituals import Channel, Couple, Partner, Ritual, ScheduleSpec
@@ -47,12 +55,19 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def seed(store: SchedulerStore, n: int, due: datetime) -> set[str]:
-    """Write ``n`` rituals due at ``due`` (a daily rule at that UTC minute); return the
-    occurrence ids that must fire."""
+# Every ritual fires each minute at this second; the herd is one such minute, due at once.
+SECOND = 7
+
+
+async def seed(store: SchedulerStore, n: int) -> list[str]:
+    """Write ``n`` rituals (a minutely rule at second ``SECOND``) scheduled an hour ahead,
+    so seeding may take as long as it takes; returns their ids (:func:`due_at` brings
+    them forward)."""
     now = datetime.now(UTC)
-    rule = f"FREQ=DAILY;BYHOUR={due.hour};BYMINUTE={due.minute}"
-    expected: set[str] = set()
+    first = now.replace(second=SECOND, microsecond=0) + timedelta(hours=1)
+    rule = f"FREQ=MINUTELY;BYSECOND={SECOND}"
+    start = now.replace(minute=0, second=0, microsecond=0, tzinfo=None)
+    ids: list[str] = []
     couples: list[Couple] = []
     for c in range((n + 1) // 2):
         partners = [
@@ -74,11 +89,12 @@ async def seed(store: SchedulerStore, n: int, due: datetime) -> set[str]:
             couple_id=couple.id,
             kind="morning_kiss",
             title="Six-second kiss",
-            schedule=ScheduleSpec(rrule=rule, timezone="UTC", start=datetime(2026, 1, 1)),
+            # started this hour: a minutely rule's walk from its start stays short
+            schedule=ScheduleSpec(rrule=rule, timezone="UTC", start=start),
             created_at=now,
         )
-        expected.add(str(OccurrenceId(ritual.id, due)))
-        return ritual, {ritual.id: due.timestamp()}
+        ids.append(ritual.id)
+        return ritual, {ritual.id: first.timestamp()}
 
     batch: list[NewCouple] = []
     for c, couple in enumerate(couples):
@@ -89,44 +105,106 @@ async def seed(store: SchedulerStore, n: int, due: datetime) -> set[str]:
             await store.create_couples(batch)
             batch = []
     await store.create_couples(batch)
-    return expected
+    return ids
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rituals", type=int, default=100_000)
-    parser.add_argument("--replicas", type=int, default=2)
-    args = parser.parse_args()
+async def due_at(store: SchedulerStore, lead: float) -> datetime:
+    """Bring every seeded track forward to the first slot at least ``lead`` seconds ahead
+    (as a reschedule would, announced on the wake-up channel); returns that instant."""
+    soon = datetime.now(UTC) + timedelta(seconds=lead)
+    due = soon.replace(second=SECOND, microsecond=0)
+    if due < soon:
+        due += timedelta(minutes=1)
+    for b in range(store.buckets):
+        queue = store._bucket_keys(b)[0]
+        tracks = await store.redis.zrange(queue, 0, -1)
+        if tracks:
+            await store.redis.zadd(queue, dict.fromkeys(tracks, due.timestamp()), xx=True)
+    await store.redis.publish(store.wake_channel(), repr(due.timestamp()))
+    return due
 
-    started = []
-    bootstrap = os.environ.get("TANDEM_KAFKA_BOOTSTRAP")
-    redis_url = os.environ.get("TANDEM_REDIS_URL")
-    if not bootstrap:
-        broker = start_broker()
-        started.append(broker)
-        bootstrap = f"127.0.0.1:{broker.port}"
-    if not redis_url:
-        redis_proc = start_redis()
-        started.append(redis_proc)
-        redis_url = f"redis://127.0.0.1:{redis_proc.port}/0"
+
+def replica_command(profile: Path | None, index: int) -> list[str]:
+    """How a replica is started: ``python -m services.scheduler``, under cProfile when
+    profiling (the stats are written when it stops on SIGTERM)."""
+    if profile is None:
+        return [sys.executable, "-m", "services.scheduler"]
+    out = profile / f"replica-{index}.prof"
+    return [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "services.scheduler"]
+
+
+def cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> list[float]:
+    """User + system CPU seconds each process has used so far."""
+    times = [psutil.Process(p.pid).cpu_times() for p in procs]
+    return [t.user + t.system for t in times]
+
+
+async def consume(bootstrap: str, expected: set[str]) -> tuple[Counter[str], list[float], float]:
+    """Read ``ritual.due`` until every expected occurrence arrived (or 10 minutes), then 3 s
+    more for late duplicates: (count per occurrence id, lateness per record, the last
+    record's timestamp)."""
+    consumer = AIOKafkaConsumer(
+        RITUAL_DUE,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-{new_id('g')}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=5000,
+    )
+    await consumer.start()
+    counts: Counter[str] = Counter()
+    lateness: list[float] = []
+    last_ts = 0.0
+    try:
+        deadline = time.time() + 600
+        while expected - counts.keys() and time.time() < deadline:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for records in batches.values():
+                for record in records:
+                    event = json.loads(record.value)
+                    counts[event["occurrence_id"]] += 1
+                    if event["occurrence_id"] not in expected:
+                        continue  # the next minute's, when a drain takes that long
+                    ts = record.timestamp / 1000
+                    last_ts = max(last_ts, ts)
+                    lateness.append(ts - datetime.fromisoformat(event["scheduled_for"]).timestamp())
+        end = time.time() + 3
+        while time.time() < end:
+            batches = await consumer.getmany(timeout_ms=300)
+            for records in batches.values():
+                for record in records:
+                    counts[json.loads(record.value)["occurrence_id"]] += 1
+    finally:
+        await consumer.stop()
+    return counts, lateness, last_ts
+
+
+async def herd(code: Path, n: int, replicas: int, profile: Path | None = None) -> dict[str, Any]:
+    """One herd on a fresh embedded broker and Redis: ``n`` rituals seeded, drained by
+    ``replicas`` scheduler processes run from the tree ``code``; its summary."""
+    broker = start_broker()
+    redis_proc = start_redis()
+    bootstrap = f"127.0.0.1:{broker.port}"
+    redis_url = f"redis://127.0.0.1:{redis_proc.port}/0"
     key = SecretBox.generate_key()
     settings = Settings(
         kafka_bootstrap=bootstrap,
         redis_url=redis_url,
         redis_prefix="bench",
-        kafka_idempotence=not started or started[0].name != "kafka",
+        kafka_idempotence=False,  # Tansu has no idempotent producer
         admin_token="bench",
         secret_key=key,
         topic_partitions=6,
     )
     env = {
         **os.environ,
+        "PYTHONPATH": str(code),
         "TANDEM_KAFKA_BOOTSTRAP": bootstrap,
         "TANDEM_REDIS_URL": redis_url,
         "TANDEM_REDIS_PREFIX": "bench",
         "TANDEM_ADMIN_TOKEN": "bench",
         "TANDEM_SECRET_KEY": key,
-        "TANDEM_KAFKA_IDEMPOTENCE": str(settings.kafka_idempotence).lower(),
+        "TANDEM_KAFKA_IDEMPOTENCE": "false",
         "TANDEM_TOPIC_PARTITIONS": "6",
         "TANDEM_LOG_LEVEL": "WARNING",
     }
@@ -138,104 +216,106 @@ async def main() -> None:
     await ensure_topics(settings)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        memory_before = (await redis.info("memory"))["used_memory"]
-        began = time.monotonic()
-        # The herd is due at the first minute boundary far enough ahead to seed and start.
-        due = (datetime.now(UTC) + timedelta(seconds=20 + args.rituals / 4000)).replace(
-            second=0, microsecond=0
-        ) + timedelta(minutes=1)
-        expected = await seed(store, args.rituals, due)
-        seed_seconds = time.monotonic() - began
-        memory_per_ritual = (
-            (await redis.info("memory"))["used_memory"] - memory_before
-        ) / args.rituals
-        print(
-            f"seeded {args.rituals} rituals in {seed_seconds:.1f}s; due at {due.isoformat()}",
-            flush=True,
-        )
-
-        for _ in range(args.replicas):
+        for i in range(replicas):
             port = free_port()
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "services.scheduler"],
-                    cwd=ROOT,
+                    replica_command(profile, i),
+                    cwd=code,
                     env={**env, "TANDEM_API_PORT": str(port)},
                 )
             )
             wait_for_port(port, timeout=60, proc=procs[-1])
-
-        consumer = AIOKafkaConsumer(
-            RITUAL_DUE,
-            bootstrap_servers=bootstrap,
-            group_id=f"bench-{new_id('g')}",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            max_poll_records=5000,
-        )
-        await consumer.start()
-        counts: Counter[str] = Counter()
-        lateness: list[float] = []
-        last_ts = 0.0
-        deadline = due.timestamp() + 600
-        while set(counts) < expected and time.time() < deadline:
-            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-            for records in batches.values():
-                for record in records:
-                    event = json.loads(record.value)
-                    counts[event["occurrence_id"]] += 1
-                    ts = record.timestamp / 1000
-                    last_ts = max(last_ts, ts)
-                    lateness.append(ts - datetime.fromisoformat(event["scheduled_for"]).timestamp())
-        # keep listening briefly for late duplicates
-        end = time.time() + 3
-        while time.time() < end:
-            batches = await consumer.getmany(timeout_ms=300)
-            for records in batches.values():
-                for record in records:
-                    counts[json.loads(record.value)["occurrence_id"]] += 1
-        await consumer.stop()
+        memory_before = (await redis.info("memory"))["used_memory"]
+        began = time.monotonic()
+        ids = await seed(store, n)
+        seed_seconds = time.monotonic() - began
+        memory_per_ritual = ((await redis.info("memory"))["used_memory"] - memory_before) / n
+        due = await due_at(store, lead=3)
+        expected = {str(OccurrenceId(r, due)) for r in ids}
+        print(f"  seeded {n} rituals in {seed_seconds:.1f}s; due at {due.isoformat()}", flush=True)
+        await asyncio.sleep(due.timestamp() - 1 - time.time())
+        cpu_before = cpu_seconds(procs)
+        counts, lateness, last_ts = await consume(bootstrap, expected)
+        cpu = [a - b for a, b in zip(cpu_seconds(procs), cpu_before, strict=True)]
         missing = sorted(expected - set(counts))
         if missing:  # where the schedule has them, to say why
             tracks = [m.partition("@")[0] for m in missing[:20]]
-            print(f"missed {len(missing)}, e.g. {tracks[:3]}: due {await store.due_of(tracks)}")
-            print(f"backlog {await store.backlog()}")
-
-        summary = {
-            "bench": "scheduler_herd",
-            "rituals": args.rituals,
-            "replicas": args.replicas,
-            "drain_seconds": round(last_ts - due.timestamp(), 3),
-            "throughput_per_s": round(args.rituals / max(1e-9, last_ts - due.timestamp()), 1),
+            print(f"  missed {len(missing)}, e.g. {tracks[:3]}: due {await store.due_of(tracks)}")
+            print(f"  backlog {await store.backlog()}")
+        drain = last_ts - due.timestamp()
+        return {
+            "rituals": n,
+            "replicas": replicas,
+            "drain_seconds": round(drain, 3),
+            "throughput_per_s": round(n / max(1e-9, drain), 1),
             "lateness_p50_s": round(pct(lateness, 0.50), 3),
             "lateness_p99_s": round(pct(lateness, 0.99), 3),
             "duplicates": sum(c - 1 for c in counts.values() if c > 1),
-            "missed": len(expected - set(counts)),
+            "missed": len(missing),
             "unexpected": len(set(counts) - expected),
             "redis_bytes_per_ritual": round(memory_per_ritual),
-            "machine": (
-                f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
-            ),
+            # from 1 s before the instant until the last record was read, plus 3 s quiet
+            "cpu_s_per_replica": [round(c, 2) for c in cpu],
+            "cpu_ms_per_ritual": round(1000 * sum(cpu) / n, 3),
         }
-        print(
-            f"drained {args.rituals} in {summary['drain_seconds']}s "
-            f"with {args.replicas} replica(s); "
-            f"lateness p50 {summary['lateness_p50_s']}s p99 {summary['lateness_p99_s']}s; "
-            f"duplicates {summary['duplicates']}, missed {summary['missed']}; "
-            f"{summary['redis_bytes_per_ritual']} Redis bytes per ritual"
-        )
-        print(json.dumps(summary))
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
         for p in procs:
             try:
-                p.wait(30)
+                p.wait(60)
             except subprocess.TimeoutExpired:
                 p.kill()
         await redis.aclose()
-        for s in started:
-            s.stop()
+        redis_proc.stop()
+        broker.stop()
+
+
+def line(label: str, s: dict[str, Any]) -> str:
+    return (
+        f"{label}: drained {s['rituals']} in {s['drain_seconds']}s "
+        f"with {s['replicas']} replica(s); CPU {s['cpu_ms_per_ritual']} ms/ritual "
+        f"({s['cpu_s_per_replica']} s); lateness p50 {s['lateness_p50_s']}s "
+        f"p99 {s['lateness_p99_s']}s; duplicates {s['duplicates']}, missed {s['missed']}; "
+        f"{s['redis_bytes_per_ritual']} Redis bytes per ritual"
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rituals", type=int, default=100_000)
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout: its replicas drain the same herd, "
+        "alternating with this tree's, in this run",
+    )
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--profile", type=Path, help="write each replica's cProfile stats here")
+    args = parser.parse_args()
+
+    trees = [("this tree", ROOT)] + ([("baseline", args.baseline)] if args.baseline else [])
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in trees}
+    for r in range(args.rounds):
+        for label, code in trees if r % 2 == 0 else trees[::-1]:
+            profile = args.profile / f"{label.replace(' ', '-')}-{r}" if args.profile else None
+            if profile:
+                profile.mkdir(parents=True, exist_ok=True)
+            result = await herd(code, args.rituals, args.replicas, profile)
+            runs[label].append(result)
+            print(line(f"{label} (round {r + 1})", result), flush=True)
+    summary = {
+        "bench": "scheduler_herd",
+        **runs["this tree"][-1],
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+    }
+    if args.baseline:
+        summary["baseline_runs"] = runs["baseline"]
+        summary["runs"] = runs["this tree"]
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":
