@@ -43,6 +43,7 @@ from typing import Any
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
+from services.scheduler import records
 from services.scheduler.goals import Goal
 from services.scheduler.rituals import Couple, Ritual, ritual_of_track
 from shared.redis import Keys, StrRedis, is_cluster
@@ -210,12 +211,6 @@ def token_hash(token: str) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def compact(model: Couple | Ritual | Goal) -> str:
-    """A stored record: JSON without the fields left at their defaults (they read back the
-    same), which roughly halves a ritual."""
-    return model.model_dump_json(exclude_defaults=True)
-
-
 def _score(value: float) -> str:
     # repr keeps full precision, so the fence compares what was written
     return repr(float(value))
@@ -311,7 +306,7 @@ class SchedulerStore:
     def _write_couple(self, pipe: Pipeline, new: NewCouple) -> None:
         couple = new.couple
         digest = token_hash(new.token)
-        pipe.set(self._couple(couple.id), compact(couple))
+        pipe.set(self._couple(couple.id), records.encode(couple))
         pipe.set(self._token(digest), couple.id)
         pipe.hset(self._couple_index(couple.id), "t", digest)
         self.vault.store_channels(pipe, couple.id, new.channel_urls)
@@ -321,7 +316,7 @@ class SchedulerStore:
 
     async def save_couple(self, couple: Couple) -> None:
         async with self._pipe() as pipe:
-            pipe.set(self._couple(couple.id), compact(couple))
+            pipe.set(self._couple(couple.id), records.encode(couple))
             self.vault.set_paused(pipe, couple.id, couple.paused)
             await pipe.execute()
 
@@ -339,10 +334,10 @@ class SchedulerStore:
                     raw = await pipe.get(key)
                     if not raw:
                         return None
-                    before = Couple.model_validate_json(raw)
+                    before = records.decode(Couple, couple_id, raw)
                     after = change(before)
                     pipe.multi()
-                    pipe.set(key, compact(after))
+                    pipe.set(key, records.encode(after))
                     self.vault.set_paused(pipe, couple_id, after.paused)
                     await pipe.execute()
                     return before, after
@@ -351,14 +346,14 @@ class SchedulerStore:
 
     async def get_couple(self, couple_id: str) -> Couple | None:
         raw = await self.redis.get(self._couple(couple_id))
-        return Couple.model_validate_json(raw) if raw else None
+        return records.decode(Couple, couple_id, raw) if raw else None
 
     async def get_couples(self, couple_ids: Iterable[str]) -> dict[str, Couple]:
         ids = list(dict.fromkeys(couple_ids))
         if not ids:
             return {}
         raws = await self._get_many([self._couple(c) for c in ids])
-        return {c: Couple.model_validate_json(r) for c, r in zip(ids, raws, strict=True) if r}
+        return {c: records.decode(Couple, c, r) for c, r in zip(ids, raws, strict=True) if r}
 
     async def couple_for_token(self, token: str) -> str | None:
         found: str | None = await self.redis.get(self._token(token_hash(token)))
@@ -428,7 +423,7 @@ class SchedulerStore:
     def _write_ritual(
         self, pipe: Pipeline, ritual: Ritual, schedule: dict[str, float | None]
     ) -> None:
-        pipe.set(self._ritual(ritual.id), compact(ritual))
+        pipe.set(self._ritual(ritual.id), records.encode(ritual))
         pipe.hset(self._couple_index(ritual.couple_id), f"r:{ritual.id}", "")
         self._schedule(pipe, schedule)
 
@@ -461,14 +456,14 @@ class SchedulerStore:
 
     async def get_ritual(self, ritual_id: str) -> Ritual | None:
         raw = await self.redis.get(self._ritual(ritual_id))
-        return Ritual.model_validate_json(raw) if raw else None
+        return records.decode(Ritual, ritual_id, raw) if raw else None
 
     async def get_rituals(self, ritual_ids: Iterable[str]) -> dict[str, Ritual]:
         ids = list(dict.fromkeys(ritual_ids))
         if not ids:
             return {}
         raws = await self._get_many([self._ritual(r) for r in ids])
-        return {r: Ritual.model_validate_json(raw) for r, raw in zip(ids, raws, strict=True) if raw}
+        return {r: records.decode(Ritual, r, raw) for r, raw in zip(ids, raws, strict=True) if raw}
 
     async def list_rituals(self, couple_id: str) -> list[Ritual]:
         fields = await self.redis.hkeys(self._couple_index(couple_id))
