@@ -334,7 +334,7 @@ class SchedulerStore:
                     raw = await pipe.get(key)
                     if not raw:
                         return None
-                    before = records.decode(Couple, couple_id, raw)
+                    before = records.decode(Couple, couple_id, str(raw))
                     after = change(before)
                     pipe.multi()
                     pipe.set(key, records.encode(after))

@@ -18,7 +18,7 @@ def _couple() -> Couple:
     """A couple with every field away from its default."""
     sam = Partner(
         id="prt_1",
-        name="Sam \"Ö\" \\ 😀",
+        name='Sam "Ö" \\ 😀',
         timezone="Europe/Berlin",
         channels=[Channel(id="chn_1", kind="push", redacted="ntfy://ntfy.sh/***")],
         quiet_hours=QuietHours(start=time(22, 30), end=time(6, 45)),
