@@ -5,7 +5,8 @@
 Starts one embedded Redis and stores ``--couples`` couples (two channels, one evening
 check-in each) twice, under two key prefixes: once through :class:`SchedulerStore` (today's
 compact layout) and once as c44b517 wrote them (plain JSON records, the channels' JSON
-encrypted as it is; the token, index and schedule keys are the same in both). Reports the
+encrypted as it is, the token's full digest in the index and a ``t:<digest>`` lookup key;
+the schedule keys are the same in both). Reports the
 ``MEMORY USAGE`` summed over each layout's keys per couple, and the CPU (``process_time``)
 per couple of the firing path's batch reads (``get_couples`` + ``get_rituals``, which read
 either layout) and of the notifier's ``channel_url``, the layouts alternating per round.
@@ -23,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.scheduler.rituals import Channel, Couple, Partner, Ritual, ScheduleSpec
-from services.scheduler.store import NewCouple, SchedulerStore
+from services.scheduler.store import NewCouple, SchedulerStore, new_couple_token, token_hash
 from shared.ids import new_id
 from shared.redis import Keys, StrRedis
 from shared.secrets import SecretBox
@@ -55,7 +56,7 @@ def _new_couple(now: datetime) -> NewCouple:
         created_at=now,
     )
     urls = {chans[0].id: URLS[0] + new_id("s"), chans[1].id: URLS[1]}
-    return NewCouple(couple, new_id("ct"), urls, [(ritual, {ritual.id: 1.9e9})])
+    return NewCouple(couple, new_couple_token(cid), urls, [(ritual, {ritual.id: 1.9e9})])
 
 
 async def _as_c44b517(store: SchedulerStore, couples: list[NewCouple]) -> None:
@@ -69,6 +70,9 @@ async def _as_c44b517(store: SchedulerStore, couples: list[NewCouple]) -> None:
                 pipe.set(store._ritual(ritual.id), ritual.model_dump_json(exclude_defaults=True))
             token = store.vault.box.encrypt(json.dumps(new.channel_urls, separators=(",", ":")))
             pipe.set(store.vault._channels(new.couple.id), token)
+            digest = token_hash(new.token)
+            pipe.hset(store._couple_index(new.couple.id), "t", digest)
+            pipe.set(store._token(digest), new.couple.id)
         await pipe.execute()
 
 
