@@ -7,11 +7,19 @@ next delivery attempt.
 A couple's channels are one value, ``<prefix>:{<couple id>}:v``: the Fernet token of the
 compact JSON object channel id -> URL (one token per couple rather than per channel: a
 Fernet token carries ~60 bytes of overhead before base64). The key shares the couple's hash
-tag, so it sits in the couple's Redis Cluster slot."""
+tag, so it sits in the couple's Redis Cluster slot.
+
+The JSON is compressed before it is encrypted (what is encrypted cannot be compressed):
+``"1"`` and the URL-safe base64 of its raw deflate with a preset dictionary of the URL
+pieces channels share, which saves about a third of the token. Tokens written before (up to
+c44b517) hold the JSON itself, starting with ``{``; both read the same, and a couple's
+channels are stored compressed the next time they are written."""
 
 from __future__ import annotations
 
+import base64
 import json
+import zlib
 from dataclasses import dataclass
 
 from redis.asyncio.client import Pipeline
@@ -29,6 +37,35 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+_LAYOUT = "1"
+# Frozen: tokens written with it must stay readable, so changing it needs a new layout mark.
+# Pieces of the URLs Apprise users give (schemes, hosts, option names), the commonest last.
+_ZDICT = (
+    b"twilio://tgram://pover://discord://slack://gotify://signal://pushover://matrix://"
+    b"msteams://rocket://https://hooks.slack.com/services/https://discord.com/api/webhooks/"
+    b"ntfys://ntfy.sh/?priority=&mode=starttls&mode=insecure&smtp=&user=&pass=&format=text"
+    b"mailtos://@gmail.com?to=&from=?token=json://http://localhost:sms://+1"
+    b'{"chn_":"'
+)
+
+
+def _pack(urls: dict[str, str]) -> str:
+    """The plaintext a couple's channels are encrypted as (read back by :func:`_unpack`)."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=_ZDICT)
+    packed = deflate.compress(json.dumps(urls, separators=(",", ":")).encode())
+    packed += deflate.flush()
+    return _LAYOUT + base64.urlsafe_b64encode(packed).decode().rstrip("=")
+
+
+def _unpack(plain: str) -> dict[str, str]:
+    """Channel id -> URL from a decrypted value, compressed or (older) plain JSON."""
+    if not plain.startswith(_LAYOUT):
+        return dict(json.loads(plain))
+    body = plain[1:]
+    inflate = zlib.decompressobj(-15, zdict=_ZDICT)
+    packed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    return dict(json.loads(inflate.decompress(packed) + inflate.flush()))
 
 
 @dataclass
@@ -59,7 +96,7 @@ class Vault:
         """Queue on ``pipe``: replace the couple's channels (channel id -> plain URL)."""
         key = self._channels(couple_id)
         if urls:
-            pipe.set(key, self.box.encrypt(json.dumps(urls, separators=(",", ":"))))
+            pipe.set(key, self.box.encrypt(_pack(urls)))
         else:
             pipe.delete(key)
 
@@ -73,7 +110,7 @@ class Vault:
                 try:
                     await pipe.watch(key)
                     token = await pipe.get(key)
-                    urls = json.loads(self.box.decrypt(str(token))) if token else {}
+                    urls = _unpack(self.box.decrypt(str(token))) if token else {}
                     urls.update(put)
                     for channel_id in drop:
                         urls.pop(channel_id, None)
@@ -109,7 +146,7 @@ class Vault:
         :meth:`read` got it), or None if the couple or the channel is gone."""
         if not token:
             return None
-        found: str | None = json.loads(self.box.decrypt(token)).get(channel_id)
+        found: str | None = _unpack(self.box.decrypt(token)).get(channel_id)
         return found
 
     async def is_paused(self, couple_id: str) -> bool:
@@ -129,14 +166,14 @@ class Vault:
                 continue
             done.couples += 1
             if self.box.is_current(token):
-                done.current += len(json.loads(self.box.decrypt(token)))
+                done.current += len(_unpack(self.box.decrypt(token)))
                 continue
             try:
                 fresh = self.box.rotate(token)
             except ValueError:
                 done.unreadable += 1
                 continue
-            count = len(json.loads(self.box.decrypt(fresh)))
+            count = len(_unpack(self.box.decrypt(fresh)))
             swapped = await self._swap(keys=[key], args=[token, fresh])
             if swapped:
                 done.rotated += count

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import hmac
 import logging
 import secrets
 import zlib
@@ -43,8 +44,10 @@ from typing import Any
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
+from services.scheduler import records
 from services.scheduler.goals import Goal
 from services.scheduler.rituals import Couple, Ritual, ritual_of_track
+from shared.ids import id_pattern
 from shared.redis import Keys, StrRedis, is_cluster
 from shared.vault import Vault
 
@@ -181,8 +184,9 @@ class Outgoing:
 
 @dataclass(frozen=True)
 class NewCouple:
-    """A couple to create: its token (only the hash is stored), its channels' plain URLs
-    (channel id -> URL, stored encrypted) and its rituals, each with its schedule."""
+    """A couple to create: its token (of :func:`new_couple_token`; only a digest is
+    stored), its channels' plain URLs (channel id -> URL, stored encrypted) and its
+    rituals, each with its schedule."""
 
     couple: Couple
     token: str
@@ -204,16 +208,42 @@ ANSWER_TTL_SECONDS = 400 * 86400
 MAX_PER_BUCKET = 2000
 
 
+_COUPLE_ID = id_pattern("cpl")
+# The stored digest of a token naming its couple; an older token's is longer (43).
+_DIGEST_CHARS = 22
+
+
+def new_couple_token(couple_id: str) -> str:
+    """A new bearer token for the couple, ``ct_<couple id>.<secret>`` (192 random bits).
+    Naming its couple lets a request be checked against that couple's own index, so a couple
+    needs no lookup key of its own (see :meth:`SchedulerStore.couple_for_token`)."""
+    return f"ct_{couple_id}.{secrets.token_urlsafe(24)}"
+
+
+def named_couple(token: str) -> str | None:
+    """The couple a token of :func:`new_couple_token`'s form names, or None for any other
+    token (older couple tokens, whose random part never holds a dot, and partner tokens).
+    The id is checked against its shape before it reaches a key."""
+    if not token.startswith("ct_"):
+        return None
+    head, dot, _ = token[3:].partition(".")
+    return head if dot and _COUPLE_ID.fullmatch(head) else None
+
+
 def token_hash(token: str) -> str:
-    """The stored form of a couple's bearer token: SHA-256, URL-safe base64 (43 chars)."""
+    """The stored form of a couple's bearer token: SHA-256, URL-safe base64 (43 chars); the
+    name of an older token's lookup key. A token naming its couple is stored as the first 22
+    (128 bits), see :func:`_stored_digest`."""
     digest = hashlib.sha256(token.encode()).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def compact(model: Couple | Ritual | Goal) -> str:
-    """A stored record: JSON without the fields left at their defaults (they read back the
-    same), which roughly halves a ritual."""
-    return model.model_dump_json(exclude_defaults=True)
+def _stored_digest(token: str) -> str:
+    # A token that names its couple is only ever compared with its own couple's stored
+    # digest, never looked up by it, so what matters is a preimage (not a collision) of a
+    # token with 192 random bits: 128 bits of SHA-256 keep that out of reach, and 21 bytes
+    # off the index.
+    return token_hash(token)[:_DIGEST_CHARS]
 
 
 def _score(value: float) -> str:
@@ -310,10 +340,10 @@ class SchedulerStore:
 
     def _write_couple(self, pipe: Pipeline, new: NewCouple) -> None:
         couple = new.couple
-        digest = token_hash(new.token)
-        pipe.set(self._couple(couple.id), compact(couple))
-        pipe.set(self._token(digest), couple.id)
-        pipe.hset(self._couple_index(couple.id), "t", digest)
+        # only the digest, in the couple's own index: a token of new_couple_token opens the
+        # couple by it, and one that does not name the couple opens nothing
+        pipe.set(self._couple(couple.id), records.encode(couple))
+        pipe.hset(self._couple_index(couple.id), "t", _stored_digest(new.token))
         self.vault.store_channels(pipe, couple.id, new.channel_urls)
         self.vault.set_paused(pipe, couple.id, couple.paused)
         for ritual, schedule in new.rituals:
@@ -321,7 +351,7 @@ class SchedulerStore:
 
     async def save_couple(self, couple: Couple) -> None:
         async with self._pipe() as pipe:
-            pipe.set(self._couple(couple.id), compact(couple))
+            pipe.set(self._couple(couple.id), records.encode(couple))
             self.vault.set_paused(pipe, couple.id, couple.paused)
             await pipe.execute()
 
@@ -339,10 +369,10 @@ class SchedulerStore:
                     raw = await pipe.get(key)
                     if not raw:
                         return None
-                    before = Couple.model_validate_json(raw)
+                    before = records.decode(Couple, couple_id, str(raw))
                     after = change(before)
                     pipe.multi()
-                    pipe.set(key, compact(after))
+                    pipe.set(key, records.encode(after))
                     self.vault.set_paused(pipe, couple_id, after.paused)
                     await pipe.execute()
                     return before, after
@@ -351,22 +381,39 @@ class SchedulerStore:
 
     async def get_couple(self, couple_id: str) -> Couple | None:
         raw = await self.redis.get(self._couple(couple_id))
-        return Couple.model_validate_json(raw) if raw else None
+        return records.decode(Couple, couple_id, raw) if raw else None
 
     async def get_couples(self, couple_ids: Iterable[str]) -> dict[str, Couple]:
         ids = list(dict.fromkeys(couple_ids))
         if not ids:
             return {}
         raws = await self._get_many([self._couple(c) for c in ids])
-        return {c: Couple.model_validate_json(r) for c, r in zip(ids, raws, strict=True) if r}
+        return {c: records.decode(Couple, c, r) for c, r in zip(ids, raws, strict=True) if r}
 
     async def couple_for_token(self, token: str) -> str | None:
-        found: str | None = await self.redis.get(self._token(token_hash(token)))
-        return found
+        """The couple a couple token opens, or None. A token naming its couple is compared
+        (in constant time) with the digest in that couple's index; an older one, which does
+        not, is found through its ``t:<digest>`` lookup key (only couples made or rotated
+        before tokens named their couple have one, and rotating removes it)."""
+        couple_id = named_couple(token)
+        digest = _stored_digest(token)
+        if couple_id is None:
+            digest = token_hash(token)
+            couple_id = await self.redis.get(self._token(digest))
+            if couple_id is None:
+                return None
+        # the index is the truth, a lookup key only the way to it (a rotation that could
+        # not remove the key still retires the token)
+        stored: str | None = await self.redis.hget(self._couple_index(couple_id), "t")
+        ok = stored is not None and hmac.compare_digest(stored, digest)
+        return couple_id if ok else None
 
     async def rotate_token(self, couple_id: str, token: str) -> None:
-        """Make ``token`` the couple's one token: the old one stops working at once."""
-        digest = token_hash(token)
+        """Make ``token`` (of :func:`new_couple_token`) the couple's one token: the old one
+        stops working at once, and an older token's lookup key goes with it."""
+        if named_couple(token) != couple_id:
+            raise ValueError("a couple's token names it (see new_couple_token)")
+        digest = _stored_digest(token)
         index = self._couple_index(couple_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
@@ -379,12 +426,8 @@ class SchedulerStore:
                     break
                 except WatchError:  # rotated concurrently: rotate again over that one
                     continue
-        # the token keys live in their own slots: the new one first, then the old one goes
-        async with self._pipe() as pipe:
-            pipe.set(self._token(digest), couple_id)
-            if old and old != digest:
-                pipe.delete(self._token(str(old)))
-            await pipe.execute()
+        if old and len(old) > _DIGEST_CHARS:  # an older token's: its lookup key goes too
+            await self.redis.delete(self._token(str(old)))
 
     async def feed_generation(self, couple_id: str) -> str:
         """What the couple's calendar feed token is derived from besides the key: "0"
@@ -406,7 +449,7 @@ class SchedulerStore:
             for ritual in rituals:
                 pipe.delete(self._ritual(ritual.id))
                 pipe.delete(self._kept(ritual.id))
-            if digest:
+            if digest and len(digest) > _DIGEST_CHARS:  # an older token's lookup key
                 pipe.delete(self._token(digest))
             pipe.delete(self._couple(couple.id), self._couple_index(couple.id))
             pipe.delete(self._goals(couple.id))
@@ -428,7 +471,7 @@ class SchedulerStore:
     def _write_ritual(
         self, pipe: Pipeline, ritual: Ritual, schedule: dict[str, float | None]
     ) -> None:
-        pipe.set(self._ritual(ritual.id), compact(ritual))
+        pipe.set(self._ritual(ritual.id), records.encode(ritual))
         pipe.hset(self._couple_index(ritual.couple_id), f"r:{ritual.id}", "")
         self._schedule(pipe, schedule)
 
@@ -461,14 +504,14 @@ class SchedulerStore:
 
     async def get_ritual(self, ritual_id: str) -> Ritual | None:
         raw = await self.redis.get(self._ritual(ritual_id))
-        return Ritual.model_validate_json(raw) if raw else None
+        return records.decode(Ritual, ritual_id, raw) if raw else None
 
     async def get_rituals(self, ritual_ids: Iterable[str]) -> dict[str, Ritual]:
         ids = list(dict.fromkeys(ritual_ids))
         if not ids:
             return {}
         raws = await self._get_many([self._ritual(r) for r in ids])
-        return {r: Ritual.model_validate_json(raw) for r, raw in zip(ids, raws, strict=True) if raw}
+        return {r: records.decode(Ritual, r, raw) for r, raw in zip(ids, raws, strict=True) if raw}
 
     async def list_rituals(self, couple_id: str) -> list[Ritual]:
         fields = await self.redis.hkeys(self._couple_index(couple_id))

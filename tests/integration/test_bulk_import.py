@@ -64,10 +64,10 @@ async def test_import_200_couples_one_bad_item_refused_alone(running) -> None:
             assert upcoming.status_code == 200 and upcoming.json()["occurrences"], upcoming.text
     # nothing of a refused item was written (all-or-nothing per item)
     stored = [
-        await scheduler.redis.get(key)
+        key.split("{", 1)[1].split("}", 1)[0]
         async for key in scheduler.redis.scan_iter(match="*:{cpl_*}:c")  # the couples
     ]
-    names = {json.loads(raw)["name"] for raw in stored if raw}
+    names = {c.name for c in (await scheduler.store.get_couples(stored)).values()}
     assert {"Couple 0", "Couple 199"} <= names
     assert not names & {"Couple 117", "Couple 150"}
 

@@ -5,6 +5,7 @@ feed rotate; the channel-encryption key rotates with `tandem rotate-keys`."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sys
 import time
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from services.scheduler.api import deps
+from services.scheduler.store import named_couple, token_hash
 from shared import links
 from shared.ids import OccurrenceId, new_id
 from shared.redis import Keys, make_redis
@@ -146,6 +148,73 @@ async def test_a_rotated_token_replaces_the_old_one_at_once(running) -> None:
     assert (await api.get(path, headers=bearer(by_admin))).status_code == 200
     # the other couple's token is untouched
     assert (await api.get(f"/v1/couples/{other['id']}", headers=bearer(other["token"]))).is_success
+
+
+async def test_a_couple_token_opens_only_the_couple_it_names(running) -> None:
+    _, api = running
+    couple, _ = await couple_with_ritual(api)
+    other, _ = await couple_with_ritual(api)
+    token = couple["token"]
+    assert named_couple(token) == couple["id"]  # no lookup key of its own: it names its couple
+    path = f"/v1/couples/{couple['id']}"
+    secret = token.partition(".")[2]
+    for forged in (
+        f"ct_{other['id']}.{secret}",  # this secret, another couple
+        f"ct_{couple['id']}.{other['token'].partition('.')[2]}",  # another couple's secret
+        f"ct_{couple['id']}.{secret[:-1]}",
+        f"ct_{couple['id']}.",
+        f"ct_{couple['id']}x.{secret}",  # no couple id's shape: never reaches a key
+        f"ct_{couple['id']}",
+    ):
+        for target in (path, f"/v1/couples/{other['id']}"):
+            answer = await api.get(target, headers=bearer(forged))
+            assert answer.status_code == 401, (forged, answer.text)
+    assert (await api.get(path, headers=bearer(token))).status_code == 200
+
+
+async def test_a_token_made_before_tokens_named_their_couple_works_until_rotated(
+    running,
+) -> None:
+    """A deployment's older couple tokens (``ct_<random>``, found through a ``t:<sha256>``
+    lookup key) keep working; rotating makes a token that names the couple and removes the
+    old token's lookup key."""
+    scheduler, api = running
+    couple, _ = await couple_with_ritual(api)
+    store = scheduler.store
+    old = f"ct_{secrets.token_urlsafe(24)}"  # as the API made them, stored as it stored them
+    digest = token_hash(old)
+    await store.redis.set(store._token(digest), couple["id"])
+    await store.redis.hset(store._couple_index(couple["id"]), "t", digest)
+    path = f"/v1/couples/{couple['id']}"
+    assert (await api.get(path, headers=bearer(old))).status_code == 200
+    assert (await api.get(path, headers=bearer(couple["token"]))).status_code == 401
+    rotated = await api.post(f"{path}/token", headers=bearer(old))
+    assert rotated.status_code == 200, rotated.text
+    token = rotated.json()["token"]
+    assert named_couple(token) == couple["id"]
+    assert await store.redis.exists(store._token(digest)) == 0
+    assert (await api.get(path, headers=bearer(old))).status_code == 401
+    assert (await api.get(path, headers=bearer(token))).status_code == 200
+    # a couple deleted with an older token takes its lookup key along
+    again, _ = await couple_with_ritual(api)
+    await store.redis.set(store._token(digest), again["id"])
+    await store.redis.hset(store._couple_index(again["id"]), "t", digest)
+    gone = await api.delete(f"/v1/couples/{again['id']}", headers=bearer(old))
+    assert gone.status_code == 204, gone.text
+    assert await store.redis.exists(store._token(digest)) == 0
+
+
+async def test_an_older_token_whose_lookup_key_outlived_a_rotation_is_refused(running) -> None:
+    """The couple's index is the truth, the lookup key only the way to it: a key left
+    behind (a rotation that could not remove it) opens nothing."""
+    scheduler, api = running
+    couple, _ = await couple_with_ritual(api)
+    store = scheduler.store
+    old = f"ct_{secrets.token_urlsafe(24)}"
+    await store.redis.set(store._token(token_hash(old)), couple["id"])
+    path = f"/v1/couples/{couple['id']}"
+    assert (await api.get(path, headers=bearer(old))).status_code == 401
+    assert (await api.get(path, headers=bearer(couple["token"]))).status_code == 200
 
 
 def _feed_path(url: str) -> str:

@@ -3,7 +3,6 @@ own token."""
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +28,7 @@ from services.scheduler.api.feeds import feed_url
 from services.scheduler.api.schemas import CoupleIn, CouplePatch, PartnerIn
 from services.scheduler.partners import view_for
 from services.scheduler.rituals import Channel, Couple, Partner
+from services.scheduler.store import new_couple_token
 from shared.egress import EgressPolicy
 from shared.egress import policy as egress_policy
 from shared.events import ChannelKind, QuietHours
@@ -40,11 +40,6 @@ router = APIRouter(tags=["couples"], dependencies=[Depends(fair)])
 # Apprise's plugin registry (one per process: the plugins of TANDEM_PLUGINS_DIR join it when
 # the API's AppriseAsset is made).
 _PLUGINS = NotificationManager()
-
-
-def new_token() -> str:
-    """A new couple token (only its hash is stored)."""
-    return f"ct_{secrets.token_urlsafe(24)}"
 
 
 @router.post("/v1/couples", status_code=201)
@@ -84,7 +79,7 @@ async def build_couple(
         for i, p in enumerate(body.partners)
     ]
     couple = Couple(id=new_id("cpl"), name=body.name, partners=partners, created_at=now)
-    return couple, new_token(), urls
+    return couple, new_couple_token(couple.id), urls
 
 
 async def _partner(

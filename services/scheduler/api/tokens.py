@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException
 
-from services.scheduler.api.couples import new_token
 from services.scheduler.api.deps import CurrentCaller, Store
 from services.scheduler.api.fairness import fair
+from services.scheduler.store import new_couple_token
 
 router = APIRouter(tags=["couples"], dependencies=[Depends(fair)])
 
@@ -24,6 +24,6 @@ async def rotate_token(couple_id: str, caller: CurrentCaller, store: Store) -> d
             "a partner token cannot make a couple token; for a new partner token, POST"
             " /v1/couples/{couple_id}/partners/{partner_id}/token",
         )
-    token = new_token()
+    token = new_couple_token(couple.id)
     await store.rotate_token(couple.id, token)
     return {"couple_id": couple.id, "token": token}
