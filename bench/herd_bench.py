@@ -705,7 +705,10 @@ def fair_targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
         fair = [
             r["drain_ms_per_1000"]
             for r in rows[1:]
-            if r["config"] == "fair" and r["store"] == store and r["drain_ms_per_1000"]
+            if r["config"] == "fair"
+            and r["store"] == store
+            and r["drain_ms_per_1000"]
+            and not r["missed"]  # a fair row that lost jobs (producer timeouts) is no bar
         ]
         if fair and tandem["drain_ms_per_1000"]:
             ratio = r3(min(fair) / tandem["drain_ms_per_1000"])
