@@ -68,7 +68,9 @@ async def _as_c44b517(store: SchedulerStore, couples: list[NewCouple]) -> None:
             )
             for ritual, _ in new.rituals:
                 pipe.set(store._ritual(ritual.id), ritual.model_dump_json(exclude_defaults=True))
-            token = store.vault.box.encrypt(json.dumps(new.channel_urls, separators=(",", ":")))
+            token = store.vault.box.encrypt(
+                json.dumps(new.channel_urls, separators=(",", ":")).encode()
+            )
             pipe.set(store.vault._channels(new.couple.id), token)
             digest = token_hash(new.token)
             pipe.hset(store._couple_index(new.couple.id), "t", digest)

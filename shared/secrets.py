@@ -26,12 +26,14 @@ class SecretBox:
     def generate_key() -> str:
         return Fernet.generate_key().decode()
 
-    def encrypt(self, plain: str) -> str:
-        return self._fernet.encrypt(plain.encode()).decode()
+    def encrypt(self, plain: bytes) -> str:
+        """``plain`` as a Fernet token under the current key (URL-safe text, for Redis)."""
+        return self._fernet.encrypt(plain).decode()
 
-    def decrypt(self, token: str) -> str:
+    def decrypt(self, token: str) -> bytes:
+        """What :meth:`encrypt` was given, under whichever configured key opens ``token``."""
         try:
-            return self._fernet.decrypt(token.encode()).decode()
+            return self._fernet.decrypt(token.encode())
         except InvalidToken as exc:
             raise ValueError(
                 "cannot decrypt: wrong TANDEM_SECRET_KEY (or TANDEM_OLD_SECRET_KEYS) "

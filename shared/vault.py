@@ -10,14 +10,14 @@ Fernet token carries ~60 bytes of overhead before base64). The key shares the co
 tag, so it sits in the couple's Redis Cluster slot.
 
 The JSON is compressed before it is encrypted (what is encrypted cannot be compressed):
-``"1"`` and the URL-safe base64 of its raw deflate with a preset dictionary of the URL
-pieces channels share, which saves about a third of the token. Tokens written before (up to
-c44b517) hold the JSON itself, starting with ``{``; both read the same, and a couple's
-channels are stored compressed the next time they are written."""
+``1`` and its raw deflate with a preset dictionary of the URL pieces channels share, which
+saves about two fifths of the token (Fernet encrypts bytes, so nothing is base64-encoded
+twice). Tokens written before (up to c44b517) hold the JSON itself, starting with ``{``;
+both read the same, and a couple's channels are stored compressed the next time they are
+written."""
 
 from __future__ import annotations
 
-import base64
 import json
 import zlib
 from dataclasses import dataclass
@@ -38,7 +38,7 @@ end
 return 0
 """
 
-_LAYOUT = "1"
+_LAYOUT = b"1"
 # Frozen: tokens written with it must stay readable, so changing it needs a new layout mark.
 # Pieces of the URLs Apprise users give (schemes, hosts, option names), the commonest last.
 _ZDICT = (
@@ -50,22 +50,19 @@ _ZDICT = (
 )
 
 
-def _pack(urls: dict[str, str]) -> str:
+def _pack(urls: dict[str, str]) -> bytes:
     """The plaintext a couple's channels are encrypted as (read back by :func:`_unpack`)."""
     deflate = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=_ZDICT)
     packed = deflate.compress(json.dumps(urls, separators=(",", ":")).encode())
-    packed += deflate.flush()
-    return _LAYOUT + base64.urlsafe_b64encode(packed).decode().rstrip("=")
+    return _LAYOUT + packed + deflate.flush()
 
 
-def _unpack(plain: str) -> dict[str, str]:
+def _unpack(plain: bytes) -> dict[str, str]:
     """Channel id -> URL from a decrypted value, compressed or (older) plain JSON."""
     if not plain.startswith(_LAYOUT):
         return dict(json.loads(plain))
-    body = plain[1:]
     inflate = zlib.decompressobj(-15, zdict=_ZDICT)
-    packed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-    return dict(json.loads(inflate.decompress(packed) + inflate.flush()))
+    return dict(json.loads(inflate.decompress(plain[1:]) + inflate.flush()))
 
 
 @dataclass

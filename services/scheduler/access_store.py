@@ -243,11 +243,11 @@ class AccessStore:
 
     def seal(self, url: str) -> str:
         """``url`` encrypted as the vault encrypts channel URLs."""
-        return self.vault.box.encrypt(url)
+        return self.vault.box.encrypt(url.encode())
 
     def unseal(self, record: ChannelRecord) -> str:
         """The plain URL of ``record`` (keep it no longer than needed)."""
-        return self.vault.box.decrypt(record.secret)
+        return self.vault.box.decrypt(record.secret).decode()
 
     async def publish(self, couple_id: str, put: dict[str, str], drop: list[str]) -> None:
         """Write channels where the notifier reads them: ``put`` (channel id -> plain URL)

@@ -26,7 +26,7 @@ async def _write_old_layout(scheduler, couple: Couple, ritual: Ritual, urls: dic
     store, redis = scheduler.store, scheduler.redis
     await redis.set(store._couple(couple.id), couple.model_dump_json(exclude_defaults=True))
     await redis.set(store._ritual(ritual.id), ritual.model_dump_json(exclude_defaults=True))
-    token = store.vault.box.encrypt(json.dumps(urls, separators=(",", ":")))
+    token = store.vault.box.encrypt(json.dumps(urls, separators=(",", ":")).encode())
     await redis.set(store.vault._channels(couple.id), token)
 
 
@@ -79,7 +79,7 @@ async def test_records_of_the_old_layout_read_the_same_and_are_rewritten(running
         stored = await scheduler.redis.get(key)
         assert stored is not None and stored.startswith("1"), stored
     token = await scheduler.redis.get(store.vault._channels(cid))
-    assert token is not None and store.vault.box.decrypt(token).startswith("1")
+    assert token is not None and store.vault.box.decrypt(token).startswith(b"1")
     assert await store.get_couple(cid) == couple.model_copy(update={"name": "S & A"})
     assert await store.get_ritual(rid) == ritual.model_copy(update={"title": "Ours"})
     for channel_id, url in urls.items():

@@ -316,7 +316,7 @@ async def test_the_secret_key_rotates_without_losing_a_channel(module_infra) -> 
         # with only B configured, a value under a forgotten key is reported, not skipped over
         await redis.set(
             Keys(prefix)(f"{{{couple['id']}}}", "v"),
-            SecretBox(key_a).encrypt('{"chn_000000000000":"json://lost"}'),
+            SecretBox(key_a).encrypt(b'{"chn_000000000000":"json://lost"}'),
         )
         code, out = await _rotate_keys(module_infra.env(secret_key=key_b, redis_prefix=prefix))
         assert code == 1 and "1 unreadable" in out, out

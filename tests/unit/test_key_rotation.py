@@ -19,17 +19,17 @@ A, B, C = (Fernet.generate_key().decode() for _ in range(3))
 
 
 def test_the_current_key_encrypts_and_every_key_decrypts() -> None:
-    under_a = SecretBox(A).encrypt("json://x?token=1")
+    under_a = SecretBox(A).encrypt(b"json://x?token=1")
     box = SecretBox(B, [A])
-    assert box.decrypt(under_a) == "json://x?token=1"
+    assert box.decrypt(under_a) == b"json://x?token=1"
     assert not box.is_current(under_a)
     rotated = box.rotate(under_a)
-    assert box.is_current(rotated) and SecretBox(B).decrypt(rotated) == "json://x?token=1"
-    assert box.is_current(box.encrypt("json://y"))
+    assert box.is_current(rotated) and SecretBox(B).decrypt(rotated) == b"json://x?token=1"
+    assert box.is_current(box.encrypt(b"json://y"))
     with pytest.raises(ValueError):
         SecretBox(B).decrypt(under_a)
     with pytest.raises(ValueError, match="no configured key"):
-        SecretBox(B).rotate(SecretBox(C).encrypt("json://z"))
+        SecretBox(B).rotate(SecretBox(C).encrypt(b"json://z"))
     with pytest.raises(ValueError, match="TANDEM_OLD_SECRET_KEYS"):
         SecretBox(B, ["not a key"])
 

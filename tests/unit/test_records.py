@@ -86,7 +86,7 @@ def test_an_unknown_layout_is_refused() -> None:
 def test_channel_urls_read_back_in_both_layouts() -> None:
     urls = {"chn_1": "json://127.0.0.1:9/hook?token=s3cr3t", "chn_2": "mailto://ü@example.com"}
     packed = vault._pack(urls)
-    assert packed.startswith("1") and len(packed) < len(json.dumps(urls))
+    assert packed.startswith(b"1") and len(packed) < len(json.dumps(urls))
     assert vault._unpack(packed) == urls
-    assert vault._unpack(json.dumps(urls, separators=(",", ":"))) == urls  # c44b517's
+    assert vault._unpack(json.dumps(urls, separators=(",", ":")).encode()) == urls  # c44b517's
     assert vault._unpack(vault._pack({})) == {}
