@@ -31,6 +31,8 @@ from shared.secrets import SecretBox
 from shared.vault import Vault
 from tandem.embedded import start_redis
 
+# Both as long as the default prefix `tandem`, which every key carries.
+PREFIXES = {"c44b517": "legacy", "compact": "tandem"}
 URLS = ("json://hooks.example.net/hook?token=", "mailto://smtp.example.net?to=alex@example.net")
 
 
@@ -108,7 +110,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         now = datetime.now(UTC)
         stores, sets = {}, {}
         for layout in ("c44b517", "compact"):
-            keys = Keys(f"bench-{layout}")
+            keys = Keys(PREFIXES[layout])
             store = SchedulerStore(redis, keys, Vault(redis, keys, box), buckets=16)
             sets[layout] = [_new_couple(now) for _ in range(args.couples)]
             for i in range(0, args.couples, 500):
@@ -116,7 +118,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             if layout == "c44b517":
                 await _as_c44b517(store, sets[layout])
             stores[layout] = store
-        per_couple = {k: await _bytes(redis, f"bench-{k}") / args.couples for k in stores}
+        per_couple = {k: await _bytes(redis, PREFIXES[k]) / args.couples for k in stores}
         cpu: dict[str, list[tuple[float, float]]] = {k: [] for k in stores}
         for r in range(args.rounds):
             order = list(stores) if r % 2 == 0 else list(reversed(stores))
