@@ -69,6 +69,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from redis_nodes import ClaimWatch, Nodes, store_figures  # noqa: E402  (this folder)
+from spy import sampling  # noqa: E402  (this folder)
 
 from tandem.dev import DevStack  # noqa: E402
 
@@ -294,8 +295,10 @@ def wait_for_count(sink: Sink, start: int, count: int, deadline: float) -> None:
 
 
 async def herd(
-    stack: DevStack, sink: Sink, n: int, concurrency: int, nodes: Nodes
+    stack: DevStack, sink: Sink, n: int, concurrency: int, nodes: Nodes, spy: Path | None = None
 ) -> dict[str, Any]:
+    """The herd itself (see the module docstring); ``spy``: a folder for py-spy samples of
+    every service process over the herd (``bench/spy.py`` reads them)."""
     headers = {"Authorization": f"Bearer {stack.admin_token}"}
     empty = nodes.snapshot()
     urls = stack.scheduler_urls
@@ -361,8 +364,11 @@ async def herd(
     waiting = asyncio.create_task(
         asyncio.to_thread(wait_for, sink, start, expected, instant.timestamp() + 600)
     )
-    trigger = await test_nudge_during(stack, sink, probe_ritual["id"], instant.timestamp() + 1.0)
-    await waiting
+    with sampling(stack.pids(), spy):
+        trigger = await test_nudge_during(
+            stack, sink, probe_ritual["id"], instant.timestamp() + 1.0
+        )
+        await waiting
     after = proc_stats(pids)
     watch.stop()
     store = store_figures(
@@ -830,7 +836,9 @@ async def run_herd(args: argparse.Namespace, machine_line: str) -> dict[str, Any
             )
             if args.quiet:
                 result["quiet"] = await quiet_evening(stack, sink, args.quiet, args.quiet_gap)
-            result["herd"] = await herd(stack, sink, args.couples, args.concurrency, nodes)
+            result["herd"] = await herd(
+                stack, sink, args.couples, args.concurrency, nodes, args.py_spy
+            )
             nodes.close()
         finally:
             await asyncio.to_thread(stack.stop)
@@ -920,6 +928,13 @@ async def main() -> None:
         help="the suite's store: one Redis, or a local 3-master Redis Cluster",
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="sample each service process over the herd with py-spy into DIR "
+        "(when installed; read with bench/spy.py)",
+    )
     args = parser.parse_args()
     results = args.results
     results.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,6 @@ import asyncio
 import cProfile
 import json
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -37,6 +35,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from spy import finish, sample  # this folder
 
 SCRIPT = Path(__file__).resolve()
 ROOT = SCRIPT.parent.parent
@@ -89,15 +89,6 @@ async def child(config: dict[str, Any], profile: cProfile.Profile | None) -> Non
 
 
 # -- the parent: infrastructure, one child per revision, the comparison ----------------------
-def sample(pid: int, out: Path | None) -> subprocess.Popen[bytes] | None:
-    """Start py-spy on ``pid`` (every thread, collapsed stacks into ``out``) if asked."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if out is None or not Path(spy).exists():
-        return None
-    cmd = [spy, "record", "-p", str(pid), "-r", "250", "--threads", "-f", "raw", "-o", str(out)]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` so far (all its threads)."""
     import psutil
@@ -156,9 +147,7 @@ async def run_revision(
                 async with watching(Settings(**values)) as out:  # type: ignore[arg-type]
                     await out.wait_for(lambda o: len(o.delivered) >= 2 * nudges, within=1800)
                 cpu = cpu_seconds(proc.pid) - cpu
-                if spying is not None:
-                    spying.send_signal(signal.SIGINT)  # py-spy writes its file and exits
-                    await asyncio.to_thread(spying.wait, 60)
+                await asyncio.to_thread(finish, spying)
             finally:
                 proc.stdin.close()
                 await asyncio.to_thread(proc.wait, 120)
