@@ -1,12 +1,11 @@
 """Kafka wiring: the broker every service builds, topic creation, and the consumer policy.
 
-Consumers are at-least-once: a record's offset is committed only after its handler returned
-(``AckPolicy.NACK_ON_ERROR``) -- per record for :func:`subscriber`, per batch, once every
-record of it is settled, for :class:`KeyedSubscriber` (couples handled concurrently, each
-couple's records in order: the consumer every service should use). A record that can never
+Consumers (:class:`KeyedSubscriber`, the one every service uses) are at-least-once: a
+record's offset is committed only once every record of its batch is settled (couples are
+handled concurrently, each couple's records in order). A record that can never
 be handled is not retried forever: it goes to ``<topic>.dlq`` as a
 :class:`~shared.events.DeadLetter` with a plain reason, and the offset moves on. That covers
-a record that does not decode into its topic's contract (:meth:`ConsumerPolicy.decode`: bad
+a record that does not decode into its topic's contract (:meth:`ConsumerPolicy.decode_record`: bad
 JSON, not an object, wrong fields, an unknown ``schema_version``), one a handler rejects by
 raising :class:`Poison` (a deck that does not exist), and one whose handler keeps raising
 anything else (a bug, a stored value the code cannot handle): that is retried
@@ -15,14 +14,16 @@ record cannot stall every couple behind it on its partition. Only a *transient* 
 (:data:`TRANSIENT`: Redis, broker or network down, a timeout) is redelivered without limit,
 after a growing pause (:func:`shared.backoff.pause`), so an outage slows a consumer down
 instead of spinning it or dead-lettering healthy records. :class:`ConsumerPolicy` applies
-all of this, once, for every subscriber of every service.
+all of this, once, for every consumer of every service.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import operator
 import re
 import ssl
 import traceback
@@ -37,8 +38,7 @@ from typing import Annotated, Any, TypeVar
 from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-from faststream import AckPolicy, BaseMiddleware
-from faststream.exceptions import IgnoredException
+from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
@@ -183,16 +183,10 @@ PRODUCER_BATCH_BYTES = 512 * 1024
 """Most bytes a producer batches per partition (below ``max_request_size``, 1 MiB)."""
 
 
-def make_broker(
-    settings: Settings, *, service: str, policy: ConsumerPolicy | None = None
-) -> KafkaBroker:
+def make_broker(settings: Settings, *, service: str) -> KafkaBroker:
     """The FastStream Kafka broker for ``service``, producing with ``acks=all``, with
-    Prometheus metrics and (if configured) tracing (:func:`shared.ops.broker_middlewares`),
-    and ``policy`` applied to every record its subscribers consume."""
+    Prometheus metrics and (if configured) tracing (:func:`shared.ops.broker_middlewares`)."""
     middlewares: tuple[Any, ...] = broker_middlewares(settings, service=service)
-    if policy is not None:
-        # Last, so innermost: metrics and traces see a dead-lettered record as handled.
-        middlewares = (*middlewares, policy.middleware)
     return KafkaBroker(
         settings.kafka_bootstrap.split(","),
         client_id=f"{settings.kafka_client_id}-{service}",
@@ -270,22 +264,10 @@ _TRACKED = 10_000
 
 
 class ConsumerPolicy:
-    """Tandem's consumer policy (see the module docstring) as one FastStream broker
-    middleware, for every subscriber of the broker.
-
-    Two FastStream hooks, one job each. The subscriber's custom *decoder*
-    (:meth:`decode`) is where FastStream's docs put turning bytes into the handler's
-    argument, so that is where a record that is not its topic's contract is told apart,
-    with a plain reason. A broker *middleware* (:class:`BaseMiddleware`, whose
-    ``consume_scope`` FastStream documents as the wrapper around each message's
-    processing) applies the policy: it runs around every handler call of every subscriber
-    of the broker, including the decoding, and inside FastStream's acknowledgement
-    middleware, so what it returns is acked and what it raises is nacked and redelivered.
-    FastStream's ``ExceptionMiddleware`` maps exception types to handlers and would do for
-    the dead-lettering alone, but the transient path needs a per-consumer failure count
-    and a pause *before* re-raising, the bounded path an attempt count per record, and
-    the letter needs the record's coordinates: one ``consume_scope`` says all of it in a
-    few lines, for every service.
+    """Tandem's consumer policy (see the module docstring), applied to each record of a
+    :class:`KeyedSubscriber`'s batch (:meth:`attempt`): decoding it into its topic's model
+    (:meth:`decode_record`, where a record that is not its topic's contract is told apart,
+    with a plain reason), running the handler, and deciding what a failure means.
 
     Attempts of a handler that raised something not :func:`is_transient` are counted per
     record -- (topic, partition, offset) -- in this process's memory: the
@@ -296,9 +278,8 @@ class ConsumerPolicy:
     stall. At most :data:`_TRACKED` records are remembered (the oldest forgotten first),
     so records left behind by a rebalance cannot grow it without bound.
 
-    A :class:`KeyedSubscriber` applies the same policy per record without the middleware
-    (:meth:`attempt`): the tries happen in place, a pause apart, holding back only that
-    record's key, and the batch commits once every record is handled or dead-lettered.
+    The tries happen in place, a pause apart, holding back only that record's key, and the
+    batch commits once every record is handled or dead-lettered.
 
     ``dead_letters`` holds the declared ``<topic>.dlq`` publisher of each consumed topic
     (:meth:`declare`); the letters are published through them, so the AsyncAPI document
@@ -312,7 +293,6 @@ class ConsumerPolicy:
         self.max_attempts = max_attempts
         self.max_pause = max_pause
         self.dead_letters: dict[str, Any] = {}
-        self._failures: dict[Any, int] = {}
         self._attempts: OrderedDict[tuple[str, int, int], int] = OrderedDict()
 
     def declare(self, broker: KafkaBroker, topic: str) -> Any:
@@ -320,25 +300,9 @@ class ConsumerPolicy:
         self.dead_letters[topic] = publisher(broker, dlq(topic), service=self.service)
         return self.dead_letters[topic]
 
-    async def decode(self, message: KafkaMessage) -> Any:
-        """FastStream's decoder for Tandem's topics: the record as its topic's model
-        (:data:`CONTRACTS`), or :class:`Undecodable` saying plainly what is wrong. The
-        handler then receives the model instance (pydantic does not validate it twice)."""
-        model = CONTRACTS[message.raw_message.topic]  # type: ignore[union-attr]
-        try:
-            return model.model_validate_json(message.body)
-        except ValidationError as exc:
-            reason = diagnose(message.body, self.service)
-            if reason is None:
-                reason = f"{model.__name__} invalid: {exc.errors(include_url=False)}"
-            raise Undecodable(reason) from exc
-
-    def middleware(self, msg: Any, /, *, context: Any) -> BaseMiddleware:
-        """FastStream's middleware factory: one :class:`_Policy` per record."""
-        return _Policy(msg, context=context, policy=self)
-
     def decode_record(self, record: ConsumerRecord[Any, Any]) -> BaseModel:
-        """A raw record as its topic's model, or :class:`Undecodable` (as :meth:`decode`)."""
+        """A raw record as its topic's model, or :class:`Undecodable` saying plainly what is
+        wrong (bad JSON, not an object, wrong fields, an unknown ``schema_version``)."""
         model = CONTRACTS[record.topic]
         try:
             return model.model_validate_json(record.value or b"")
@@ -347,31 +311,6 @@ class ConsumerPolicy:
             if reason is None:
                 reason = f"{model.__name__} invalid: {exc.errors(include_url=False)}"
             raise Undecodable(reason) from exc
-
-    async def handle(self, call_next: Any, message: KafkaMessage, handler: Any) -> Any:
-        """Run the handler on ``message`` under the policy (see the class docstring):
-        what returns is committed, what raises is redelivered after a pause."""
-        raw: Any = message.raw_message
-        try:
-            result = await call_next(message)
-        except IgnoredException:
-            raise  # FastStream's own flow control (AckMessage, SkipMessage...): not a failure
-        except Exception as exc:
-            verdict = self._judge(raw, exc)
-            if isinstance(verdict, _Retry):
-                failures = self._failures[handler] = self._failures.get(handler, 0) + 1
-                await asyncio.sleep(self.pause_before_retry(verdict, exc, failures))
-                raise
-            try:
-                await self.dead_letter(raw, verdict)
-            except Exception as failed:
-                failures = self._failures[handler] = self._failures.get(handler, 0) + 1
-                await asyncio.sleep(self.pause_before_retry(_UNLETTERED, failed, failures))
-                raise
-            result = None
-        self._forget(raw)
-        self._failures.pop(handler, None)
-        return result
 
     async def attempt(
         self,
@@ -476,36 +415,6 @@ class _Letter:
 _UNLETTERED = _Retry("dead letter not published (%s); redelivering in %.1fs")
 
 
-class _Policy(BaseMiddleware):
-    def __init__(self, msg: Any, /, *, context: Any, policy: ConsumerPolicy) -> None:
-        super().__init__(msg, context=context)
-        self.policy = policy
-
-    async def consume_scope(self, call_next: Any, msg: Any) -> Any:
-        if isinstance(msg.raw_message, tuple | list):  # (a list from TestKafkaBroker)
-            # A keyed consumer's batch: the policy applies to each of its records, there.
-            return await call_next(msg)
-        # The failure count is per subscriber, as redeliveries are.
-        handler = self.context.get_local("handler_") or msg.raw_message.topic
-        return await self.policy.handle(call_next, msg, handler)
-
-
-def subscriber(broker: KafkaBroker, policy: ConsumerPolicy, *topics: str, group_id: str) -> Any:
-    """A consumer of ``topics`` with Tandem's policy: records decoded into their topic's
-    contract, offsets committed only after the handler returned (at-least-once), a new
-    group starting from the oldest record (nothing published before its first member
-    joined is skipped), and each topic's dead-letter publisher declared."""
-    for topic in topics:
-        policy.declare(broker, topic)
-    return broker.subscriber(
-        *topics,
-        group_id=group_id,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        auto_offset_reset="earliest",
-        decoder=policy.decode,
-    )
-
-
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -558,6 +467,8 @@ class KeyedSubscriber:
     The handler gets the record decoded into its topic's model (:data:`CONTRACTS`) and its
     :class:`Record`; it publishes through :meth:`Record.publish` (no per-record wait for
     the broker). It may run concurrently with itself for other keys, never for one key.
+    A consumer of several topics (one group, so one join) gives each record as its own
+    topic's model: the handler takes their union and tells them apart.
 
     Promises, per batch (FastStream's batch subscriber: aiokafka ``getmany``, at most
     ``max_records``, handed over as soon as any record is there -- a lone record is not
@@ -581,8 +492,7 @@ class KeyedSubscriber:
         self,
         broker: KafkaBroker,
         policy: ConsumerPolicy,
-        topic: str,
-        *,
+        *topics: str,
         group_id: str,
         concurrency: int = 64,
         max_records: int = 500,
@@ -590,13 +500,17 @@ class KeyedSubscriber:
         fetch_max_wait_ms: int = 20,
         tracer: Any = None,
     ) -> None:
-        policy.declare(broker, topic)
+        for topic in topics:
+            policy.declare(broker, topic)
         self.policy = policy
-        self.model = CONTRACTS[topic]
+        # one model, or the union of the topics' models (a handler tells them apart)
+        self.model: Any = functools.reduce(
+            operator.or_, dict.fromkeys(CONTRACTS[t] for t in topics)
+        )
         self.concurrency = concurrency
         self.tracer = tracer
         self.subscriber: Any = broker.subscriber(
-            topic,
+            *topics,
             group_id=group_id,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",

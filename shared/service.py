@@ -2,13 +2,12 @@
 
 ``Service(name, settings)`` is the factory each service builds on:
 
-* ``broker`` (:func:`shared.kafka.make_broker`, with :class:`shared.kafka.ConsumerPolicy`
-  applied to every subscriber), ``redis``, and ``app``: a FastStream ASGI app
+* ``broker`` (:func:`shared.kafka.make_broker`), ``redis``, and ``app``: a FastStream ASGI app
   (:class:`faststream.asgi.AsgiFastStream`) serving ``/healthz``, ``/readyz`` and
   ``/metrics`` (:func:`shared.ops.ops_routes`), plus whatever :meth:`Service.mount` hands
   it (the scheduler's API).
 * :meth:`Service.keyed_subscriber` (couples concurrently, each in order, a commit per
-  batch), :meth:`Service.subscriber` (one record at a time) and :meth:`Service.publisher`:
+  batch, :class:`shared.kafka.ConsumerPolicy` per record) and :meth:`Service.publisher`:
   consumers with Tandem's policy and typed handlers, publishers declared once with their
   payload model and called at run time, so the AsyncAPI document is the code's.
 * :attr:`Service.checks`: readiness, one contract for all (:func:`shared.ops.run_checks`):
@@ -45,7 +44,6 @@ from shared.kafka import (
     ensure_topics,
     make_broker,
     publisher,
-    subscriber,
 )
 from shared.logs import setup_logging
 from shared.ops import Check, Report, consumer_report, ops_routes, run_checks, tracer_provider
@@ -104,7 +102,7 @@ class Service:
         self.bind = bind
         self.bind_required = bind_required
         self.policy = ConsumerPolicy(name, max_attempts=settings.handler_max_attempts)
-        self.broker: KafkaBroker = make_broker(settings, service=name, policy=self.policy)
+        self.broker: KafkaBroker = make_broker(settings, service=name)
         self.subscribers: list[Any] = []
         self.checks: dict[str, Check] = {
             "redis": self._redis_check,
@@ -123,15 +121,8 @@ class Service:
         )
 
     # -- building -------------------------------------------------------------------------
-    def subscriber(self, *topics: str, group_id: str) -> Any:
-        """A consumer of ``topics`` under Tandem's policy, its handlers typed with the
-        topic's model (:func:`shared.kafka.subscriber`); watched by readiness and metrics."""
-        consumer = subscriber(self.broker, self.policy, *topics, group_id=group_id)
-        self.subscribers.append(consumer)
-        return consumer
-
-    def keyed_subscriber(self, topic: str, *, group_id: str) -> KeyedSubscriber:
-        """Tandem's consumer of ``topic`` (:class:`shared.kafka.KeyedSubscriber`): couples
+    def keyed_subscriber(self, *topics: str, group_id: str) -> KeyedSubscriber:
+        """Tandem's consumer of ``topics`` (:class:`shared.kafka.KeyedSubscriber`): couples
         handled concurrently, each couple's records in order, one commit per batch, the
         policy per record; bounded by ``TANDEM_CONSUMER_CONCURRENCY`` and
         ``TANDEM_CONSUMER_MAX_RECORDS``. Register the handler by decorating it::
@@ -140,11 +131,11 @@ class Service:
             async def on_ritual_due(due: RitualDue, record: Record) -> None:
                 await record.publish(ready, nudge, key=due.couple_id)
 
-        Watched by readiness and metrics like :meth:`subscriber`."""
+        Watched by readiness and metrics."""
         consumer = KeyedSubscriber(
             self.broker,
             self.policy,
-            topic,
+            *topics,
             group_id=group_id,
             concurrency=self.settings.consumer_concurrency,
             max_records=self.settings.consumer_max_records,
