@@ -58,7 +58,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel
 
 from services.notifier import metrics
-from services.notifier.channels import Channels, Outcome
+from services.notifier.channels import Channels, Outcome, SendResult
 from services.notifier.quiet_hours import group_by_release, release_times
 from services.notifier.render import Rendered, has_buttons, render
 from services.notifier.store import Claim, ClaimedJob, Job, NotifierStore
@@ -67,6 +67,7 @@ from shared.events import (
     ChannelRef,
     DeadLetter,
     DeliveryAttempt,
+    Message,
     NudgeDelivered,
     NudgeFailed,
     NudgeReady,
@@ -368,6 +369,10 @@ class Delivery:
         return max(1, len(recipient.channels)) * self.channels.longest_send + 5.0
 
     async def _send(self, nudge: NudgeReady, ready: _Ready, job: Job, vault: str) -> _Result:
+        """Try the partner's channels in order, from where the job left off: the first that
+        takes the nudge delivers it, a failed one falls back to the next, and one whose
+        outcome is unknown (it may have landed) ends the attempt so that it is retried
+        rather than doubled on another channel. ``vault``: the couple's encrypted channels."""
         recipient = ready.recipient
         # Attempt state is per partner; only single-partner jobs (retries) carry it.
         single = len(job.partners) == 1
@@ -375,31 +380,14 @@ class Delivery:
         errors = list(job.errors) if single else []
         start = job.from_channel if single else 0
         message = next((m for m in nudge.messages if m.partner_id == recipient.id), None)
-        title = message.title if message else nudge.title
         retry_from = 0
         channels = recipient.channels
         for index in range(min(start, len(channels)), len(channels)):
             channel = channels[index]
-            url = self.vault.open(vault, channel.id)
-            if url is None:
+            result = await self._send_on(nudge, message, channel, vault)
+            if result is None:
                 errors.append(self._attempt(attempt, channel, "channel not in vault"))
                 continue
-            # Per channel: e-mail reads the long body; action links become ntfy buttons or
-            # lines of text where they fit (the rules, and why, are in render.py).
-            shown = (
-                render(message, channel.kind, buttons=has_buttons(url))
-                if message
-                else Rendered(title, nudge.title)
-            )
-            result = await self.channels.send(
-                url,
-                title=shown.title,
-                body=shown.body,
-                buttons=shown.buttons,
-                channel=(nudge.couple_id, channel.id),
-            )
-            del url  # the plain URL lives no longer than the send
-            metrics.ATTEMPTS.labels(channel.kind, result.outcome).inc()
             if result.ok:
                 return _Result(delivered=await self._delivered(nudge, ready, channel, attempt))
             errors.append(self._attempt(attempt, channel, result.error))
@@ -419,23 +407,42 @@ class Delivery:
             if index + 1 < len(channels):
                 metrics.FALLBACKS.inc()
         if not channels:
-            errors.append(
-                DeliveryAttempt(
-                    attempt=attempt,
-                    channel_id="-",
-                    channel="-",
-                    error="no channels",
-                    at=self.clock(),
-                )
-            )
+            errors.append(self._attempt(attempt, None, "no channels"))
         await self.store.release(nudge.occurrence_id, recipient.id, ready.token)
         return await self._attempt_failed(nudge, recipient.id, job, attempt, errors, retry_from)
 
-    def _attempt(self, attempt: int, channel: ChannelRef, error: str) -> DeliveryAttempt:
+    async def _send_on(
+        self, nudge: NudgeReady, message: Message | None, channel: ChannelRef, vault: str
+    ) -> SendResult | None:
+        """One send of ``nudge`` (``message``: its partner's own words, if any) through
+        ``channel``; None if the channel is no longer in the couple's ``vault``. The plain
+        URL lives no longer than this call."""
+        url = self.vault.open(vault, channel.id)
+        if url is None:
+            return None
+        # Per channel: e-mail reads the long body; action links become ntfy buttons or
+        # lines of text where they fit (the rules, and why, are in render.py).
+        shown = (
+            render(message, channel.kind, buttons=has_buttons(url))
+            if message
+            else Rendered(nudge.title, nudge.title)
+        )
+        result = await self.channels.send(
+            url,
+            title=shown.title,
+            body=shown.body,
+            buttons=shown.buttons,
+            channel=(nudge.couple_id, channel.id),
+        )
+        metrics.ATTEMPTS.labels(channel.kind, result.outcome).inc()
+        return result
+
+    def _attempt(self, attempt: int, channel: ChannelRef | None, error: str) -> DeliveryAttempt:
+        """One failed try, for the attempt record (``channel`` None: there was none)."""
         return DeliveryAttempt(
             attempt=attempt,
-            channel_id=channel.id,
-            channel=channel.redacted,
+            channel_id=channel.id if channel else "-",
+            channel=channel.redacted if channel else "-",
             error=error,
             at=self.clock(),
         )
