@@ -121,7 +121,9 @@ class Service:
         )
 
     # -- building -------------------------------------------------------------------------
-    def keyed_subscriber(self, *topics: str, group_id: str) -> KeyedSubscriber:
+    def keyed_subscriber(
+        self, *topics: str, group_id: str, concurrency: int | None = None
+    ) -> KeyedSubscriber:
         """Tandem's consumer of ``topics`` (:class:`shared.kafka.KeyedSubscriber`): couples
         handled concurrently, each couple's records in order, one commit per batch, the
         policy per record; bounded by ``TANDEM_CONSUMER_CONCURRENCY`` and
@@ -131,13 +133,15 @@ class Service:
             async def on_ritual_due(due: RitualDue, record: Record) -> None:
                 await record.publish(ready, nudge, key=due.couple_id)
 
-        Watched by readiness and metrics."""
+        ``concurrency``: a lower limit than ``TANDEM_CONSUMER_CONCURRENCY`` for a consumer
+        off the nudges' path (the setting still caps it). Watched by readiness and metrics."""
+        limit = self.settings.consumer_concurrency
         consumer = KeyedSubscriber(
             self.broker,
             self.policy,
             *topics,
             group_id=group_id,
-            concurrency=self.settings.consumer_concurrency,
+            concurrency=min(concurrency or limit, limit),
             max_records=self.settings.consumer_max_records,
             batch_timeout_ms=self.settings.consumer_batch_timeout_ms,
             fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,

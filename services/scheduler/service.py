@@ -28,6 +28,11 @@ log = logging.getLogger("tandem.scheduler")
 SERVICE = "scheduler"
 
 
+# History is not on any nudge's way to a phone: a few couples at once keep up with a herd's
+# receipts, while the firing loop and the API (a test nudge) share this event loop.
+HISTORY_CONCURRENCY = 8
+
+
 def subscribe_history(service: Service, history: NudgeHistory) -> Any:
     """Feed the couple's nudge history from the content and notifier events. One keyed
     consumer for the four topics (each consumer costs a group join): couples concurrently,
@@ -35,7 +40,12 @@ def subscribe_history(service: Service, history: NudgeHistory) -> Any:
     scheduler a fraction of what one commit and one handler dispatch per record did.
     Returns the subscriber."""
     consumer = service.keyed_subscriber(
-        NUDGE_READY, NUDGE_READY_URGENT, NUDGE_DELIVERED, NUDGE_FAILED, group_id="scheduler-history"
+        NUDGE_READY,
+        NUDGE_READY_URGENT,
+        NUDGE_DELIVERED,
+        NUDGE_FAILED,
+        group_id="scheduler-history",
+        concurrency=HISTORY_CONCURRENCY,
     )
 
     @consumer
