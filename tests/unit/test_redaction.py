@@ -119,6 +119,18 @@ def test_known_secrets_are_masked_by_value_and_bounded() -> None:
     assert len(secrets._pieces) == 3 and "private-topic" not in secrets._pieces
     secrets.remember("json://h.example/POST/ab")  # short pieces are not kept
     assert "ab" not in secrets._pieces
+    # a piece pushed out is no longer masked; the ones kept still are
+    assert secrets.mask("to /private-topic and /ddddd4") == "to /private-topic and /***"
+
+
+def test_the_longest_piece_at_the_leftmost_position_is_masked() -> None:
+    secrets = KnownSecrets()
+    secrets.remember("ntfy://h.example/abcdefgh/abcdef/xyzabcdefgh")
+    # "abcdefgh" over its prefix "abcdef"; "xyzabcdefgh" starts further left than the
+    # "abcdefgh" inside it; a piece is found anywhere in a word, as a URL quotes it
+    line = "abcdefgh abcdefg xyzabcdefgh zzabcdefzz"
+    assert secrets.mask(line) == "a***gh ***g x***gh zz***zz"
+    assert secrets.mask("abcd") == "abcd"  # shorter than any piece
 
 
 LIBRARIES = ("apprise", "uvicorn.error", "faststream", "tandem.x")
