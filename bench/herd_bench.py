@@ -808,7 +808,7 @@ async def run_herd(args: argparse.Namespace, machine_line: str) -> dict[str, Any
     environ = {
         **os.environ,
         "TANDEM_CHANNEL_ALLOW": sink.allow,
-        "TANDEM_LOG_LEVEL": "WARNING",
+        "TANDEM_LOG_LEVEL": args.log_level,
         "TANDEM_RATE_LIMIT": "",  # the setup is 2N requests from one token
     }
     environ.pop("TANDEM_API_PORT", None)
@@ -928,6 +928,11 @@ async def main() -> None:
         help="the suite's store: one Redis, or a local 3-master Redis Cluster",
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        help="the services' TANDEM_LOG_LEVEL (INFO, their default, logs every delivery)",
+    )
     parser.add_argument(
         "--py-spy",
         type=Path,
