@@ -52,6 +52,7 @@ import json
 import logging
 import os
 import platform
+import secrets
 import subprocess
 import sys
 import threading
@@ -115,7 +116,10 @@ class Sink:
         self._thread.join(5)
 
     def url(self, address: str) -> str:
-        return f"json://127.0.0.1:{self.port}/{address}"
+        """A partner's channel: the sink at ``address``, with a secret of its own in a
+        header, as a real webhook carries one (the notifier remembers it, to mask it in
+        every log line, as it would a provider's token)."""
+        return f"json://127.0.0.1:{self.port}/{address}?+X-Token={secrets.token_urlsafe(16)}"
 
     @property
     def allow(self) -> str:
