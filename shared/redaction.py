@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
 import apprise
 
@@ -248,9 +248,15 @@ def public_url(url: str) -> str:
     segments = [mask_piece(s) if s else "" for s in parts.path.split("/")[1:]]
     if segments:
         shown += "/" + "/".join(segments)
+    # Keys as written: Apprise gives a leading + (a header) or - and : their own meaning,
+    # which decoding would turn into a space. Values decoded, to be judged and masked.
     query = [
         f"{key}={value if _safe_option(key, value) else mask_piece(value)}"
-        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        for key, value in (
+            (raw.partition("=")[0], unquote_plus(raw.partition("=")[2]))
+            for raw in parts.query.split("&")
+            if raw
+        )
     ]
     if query:
         shown += "?" + "&".join(query)

@@ -54,6 +54,10 @@ def test_mask_keeps_what_identifies_nothing() -> None:
             "json://hooks.example?retry=0&wait=0.5&cto=15.0",
             "json://hooks.example?retry=0&wait=0.5&cto=15.0",
         ),
+        (
+            "json://hooks.example/h?+X-Token=Zq3x9kP0aB7cD1eF&-ignored=1&:field=x%2By",
+            "json://hooks.example/***?+X-Token=Z***eF&-ignored=1&:field=***",
+        ),
         ("not a url", "***"),
     ],
 )
