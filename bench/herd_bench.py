@@ -431,15 +431,20 @@ async def herd(
         "skew_p99_ms": round(1000 * pct(skew, 0.99), 1),
         "skew_max_ms": round(1000 * max(skew), 1) if skew else float("nan"),
         "partner_a_first": a_first,
-        "test_nudge_s": trigger,
+        "test_nudge_s": trigger["total"],
+        "test_nudge_hops_s": trigger,
         "processes": processes,
         "store": store,
     }
 
 
-async def test_nudge_during(stack: DevStack, sink: Sink, ritual_id: str, at: float) -> float | None:
+async def test_nudge_during(
+    stack: DevStack, sink: Sink, ritual_id: str, at: float
+) -> dict[str, float | None]:
     """A test nudge sent at ``at`` (the herd in full flight): seconds from the request until
-    both of the probe couple's phones got it (None: not within 60 s)."""
+    both of the probe couple's phones got it (``total``; None: not within 60 s), and where
+    they went: until the API answered, until the scheduler and content published it on the
+    urgent topics (their records' Kafka timestamps: the producers' send times)."""
     await asyncio.sleep(max(0.0, at - time.time()))
     start = len(sink.arrivals)
     began = time.time()
@@ -450,12 +455,35 @@ async def test_nudge_during(stack: DevStack, sink: Sink, ritual_id: str, at: flo
         timeout=30,
     ) as client:
         (await client.post(f"/v1/rituals/{ritual_id}/trigger")).raise_for_status()
+    answered = time.time()
+    hops: dict[str, float | None] = {"total": None, "api": r3(answered - began)}
     while time.time() < began + 60:
         arrived = {p: t for p, t in sink.since(start) if p.startswith("probe/")}
         if {"probe/a", "probe/b"} <= arrived.keys():
-            return r3(max(arrived.values()) - began)
+            hops["total"] = r3(max(arrived.values()) - began)
+            break
         await asyncio.sleep(0.02)
-    return None
+    bootstrap = stack.env["TANDEM_KAFKA_BOOTSTRAP"]
+    for hop, topic in (("fired", "ritual.due.urgent"), ("ready", "nudge.ready.urgent")):
+        # The urgent topics carry nothing but this probe in a bench run.
+        stamps = await _timestamps(bootstrap, topic)
+        hops[hop] = r3(max(stamps) - began) if stamps else None
+    return hops
+
+
+async def _timestamps(bootstrap: str, topic: str) -> list[float]:
+    """The Kafka timestamps (s) of every record on ``topic`` so far."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    try:
+        batches = await consumer.getmany(timeout_ms=2000)
+        return [r.timestamp / 1000 for records in batches.values() for r in records]
+    finally:
+        await consumer.stop()
 
 
 # -- APScheduler side by side --------------------------------------------------------------
@@ -743,7 +771,12 @@ def print_herd(result: dict[str, Any]) -> None:
     print(f"\nherd: {h['couples']} couples, {h['deliveries_expected']} deliveries")
     print(f"  {'delivered':<30}{h['delivered']}  (missed {h['missed']}, dup {h['duplicates']})")
     print(f"  {'API couples/s (setup)':<30}{h['api_couples_per_s']}")
-    print(f"  {'test nudge during the herd':<30}{h['test_nudge_s']} s (both phones)")
+    hops = h["test_nudge_hops_s"]
+    print(
+        f"  {'test nudge during the herd':<30}{h['test_nudge_s']} s (both phones; API "
+        f"answered {hops['api']} s, scheduler published {hops['fired']} s, content "
+        f"{hops['ready']} s)"
+    )
     print(
         f"  {'lateness p50 / p99 / max':<30}"
         f"{h['lateness_p50_s']} s / {h['lateness_p99_s']} s / {h['lateness_max_s']} s"
