@@ -153,8 +153,11 @@ class Channels:
         self.asset = AppriseAsset(plugin_paths=paths, async_mode=False, service_timeout=0)
         self.clients: ClientCache[Loaded] = ClientCache()
         self.limits = limits.SendLimits(per_host=per_host, overall=overall)
-        # One thread per overall slot: a send holds its slot until its thread is free.
-        self._pool = ThreadPoolExecutor(max_workers=overall, thread_name_prefix="tandem-send")
+        self.urgent_limits = limits.SendLimits(per_host=limits.URGENT, overall=limits.URGENT)
+        # One thread per slot: a send holds its slot until its thread is free.
+        self._pool = ThreadPoolExecutor(
+            max_workers=overall + limits.URGENT, thread_name_prefix="tandem-send"
+        )
 
     def _instantiate(self, url: str, buttons: str | None) -> NotifyBase | None:
         """A loaded service for ``url``, with the deployment's socket timeouts and without
@@ -212,12 +215,14 @@ class Channels:
         body: str,
         buttons: str | None = None,
         channel: ChannelKey | None = None,
+        urgent: bool = False,
     ) -> SendResult:
         """Send ``title``/``body`` to ``url``; never raises for a delivery problem.
 
         ``buttons``: ntfy's ``X-Actions`` value (``render.ntfy_actions``); used only by an
         ntfy channel, ignored by any other. ``channel``: (couple id, channel id) of
-        ``url``, under which its loaded service is reused (:mod:`.clients`).
+        ``url``, under which its loaded service is reused (:mod:`.clients`). ``urgent``: a
+        test nudge or a snooze, sent in slots of its own (:mod:`.limits`).
         """
         refused = local_schema(url)
         if refused:
@@ -230,7 +235,8 @@ class Channels:
             return SendResult(Outcome.FAILED, "unsupported or invalid channel URL")
         try:
             # Bounded, so a send never outlives the in-flight lease sized from longest_send.
-            release = await asyncio.wait_for(self.limits.acquire(loaded.host), self.send_timeout)
+            slots = self.urgent_limits if urgent else self.limits
+            release = await asyncio.wait_for(slots.acquire(loaded.host), self.send_timeout)
         except TimeoutError:  # nothing was sent: a definite failure, the next channel may go
             return SendResult(Outcome.FAILED, "provider busy: no send slot free in time")
         return _scrub(await self._notify(loaded, title, body, release), url)

@@ -433,6 +433,7 @@ class Delivery:
             body=shown.body,
             buttons=shown.buttons,
             channel=(nudge.couple_id, channel.id),
+            urgent=nudge.urgent,
         )
         metrics.ATTEMPTS.labels(channel.kind, result.outcome).inc()
         return result

@@ -5,6 +5,10 @@ Each send holds one slot of its provider host's limit and then one of the overal
 its own :data:`PER_HOST` slots -- each held until the send's hard timeout -- but never
 the whole pool, so sends to every other provider keep flowing. A send waiting for a slot
 of a busy host does not hold an overall slot meanwhile.
+
+Urgent sends (a test nudge, a snooze) have :data:`URGENT` slots of their own, per host and
+overall, so they never queue behind a herd's sends to the same provider; a provider sees
+at most ``PER_HOST + URGENT`` of one notifier's sends at once.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Callable
 
 PER_HOST = 8
 OVERALL = 16
+URGENT = 2
 
 
 class SendLimits:

@@ -138,6 +138,31 @@ async def test_a_hanging_provider_does_not_starve_a_fast_one() -> None:
         quick.stop()
 
 
+async def test_an_urgent_send_does_not_queue_behind_a_busy_host() -> None:
+    # A herd's sends hold every slot of a provider and queue for more; a test nudge to the
+    # same provider is sent in a slot of its own, beside them.
+    slow = HttpSink(delay=2.0).start()
+    try:
+        allow = EgressPolicy.parse(slow.allow)
+        channels = Channels(connect_timeout=1, read_timeout=5, egress=allow, per_host=2, overall=4)
+
+        def send(name: str, urgent: bool = False) -> Coroutine[Any, Any, SendResult]:
+            return channels.send(
+                slow.json_url(name), title="t", body="b", channel=("c", name), urgent=urgent
+            )
+
+        herd = [asyncio.create_task(send(f"h{i}")) for i in range(6)]
+        await asyncio.to_thread(until, lambda: slow.in_flight == 2)
+        assert (await send("test-nudge", urgent=True)).ok
+        # it was in flight with the two herd sends, not after them
+        assert slow.max_in_flight == 3
+        assert all(r.ok for r in await asyncio.gather(*herd))
+        assert slow.max_in_flight == 3 and slow.requests == 7
+        channels.close()
+    finally:
+        slow.stop()
+
+
 async def test_delay_queue_lives_in_hash_tagged_buckets(infra: Infra) -> None:
     settings = fast(infra)
     redis = make_redis(settings)
