@@ -34,6 +34,10 @@ from shared.topics import RITUAL_DUE, RITUAL_DUE_URGENT, RITUAL_MISSED, lane
 log = logging.getLogger("tandem.scheduler.firing")
 
 OUTBOX_BATCH = 2000
+# A claimed batch of a herd is a few hundred milliseconds of work: every this many tracks,
+# let the event loop run what else waits (the API answering a test nudge, the outbox
+# publisher), so it waits for a slice of the batch, not for all of it.
+YIELD_EVERY = 100
 # From this many records per outbox batch on, they skip FastStream (see Firer._send).
 DIRECT_SEND_FROM = 64
 _HEADERS_FS = {"content-type": "application/json"}
@@ -136,7 +140,9 @@ class Firer:
         couples = await self.store.get_couples(r.couple_id for r in ritual_map.values())
         now_dt = datetime.fromtimestamp(now, UTC)
         commits = []
-        for track_id, due_raw in claimed:
+        for i, (track_id, due_raw) in enumerate(claimed, 1):
+            if not i % YIELD_EVERY:
+                await asyncio.sleep(0)
             ritual = ritual_map.get(rituals.ritual_of_track(track_id))
             couple = couples.get(ritual.couple_id) if ritual else None
             try:
