@@ -188,6 +188,11 @@ def _http_handler(inbox: Inbox) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
+            if len(raw) < length:
+                # The sender went away mid-request (its headers and body are separate
+                # writes): a provider drops what it did not get whole, and so does this.
+                self.close_connection = True
+                return
             try:
                 payload = json.loads(raw or b"{}")
             except ValueError:

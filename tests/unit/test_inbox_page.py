@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 
 from tandem.inbox import Inbox, Received
@@ -119,3 +121,28 @@ def test_addresses_are_matched_through_masked_paths_too() -> None:
     assert owner_of("sam-phone", partners) == "prt_sam"
     assert owner_of("alex-phone", partners) == "prt_alex"
     assert owner_of("kim", partners) is None  # "***" names nobody
+
+
+def test_a_request_cut_off_mid_body_is_not_a_delivery() -> None:
+    # A sender killed between its headers and its body (separate writes): a provider drops
+    # what it did not get whole, and so does the inbox; a whole request still lands.
+    inbox = Inbox().start()
+    try:
+        with socket.create_connection(("127.0.0.1", inbox.http_port), timeout=5) as cut:
+            cut.sendall(
+                b"POST /sam HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100\r\n\r\n{"title": "T", "mess'
+            )
+            cut.shutdown(socket.SHUT_WR)  # the sender is gone
+            while cut.recv(1024):  # until the inbox has handled it and hung up
+                pass
+        whole = httpx.post(
+            f"http://127.0.0.1:{inbox.http_port}/alex",
+            json={"title": "T", "message": "B"},
+            timeout=5,
+            trust_env=False,
+        )
+        assert whole.status_code == 200
+        assert [r.address for r in inbox.received] == ["alex"]
+    finally:
+        inbox.stop()
