@@ -62,6 +62,16 @@ Loop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 # requests in flight while creating couples; the client, not the server, must close first.
 KEEP_ALIVE_SECONDS = 75
 
+# How long an idle consumer off the herd's path may take to see a record: how long it
+# waits between looks (FastStream sleeps that long after an empty poll) and how long the
+# broker may hold its empty fetch. Every idle look costs the broker and the service: eight
+# consumers looking every 20 ms kept an idle suite at ~70% of one core, the broker at ~30%.
+# The urgent lanes: a person pressed "test" or "snooze", and a tenth of a second per hop is
+# well inside the blink they wait for.
+URGENT_POLL_MS = 100
+# A consumer nobody waits on (the scheduler's history): Kafka's own fetch default.
+BACKGROUND_POLL_MS = 500
+
 
 class ServiceApp(AsgiFastStream):
     """FastStream's ASGI app, whose requests for paths it has no route for go to
@@ -122,7 +132,11 @@ class Service:
 
     # -- building -------------------------------------------------------------------------
     def keyed_subscriber(
-        self, *topics: str, group_id: str, concurrency: int | None = None
+        self,
+        *topics: str,
+        group_id: str,
+        concurrency: int | None = None,
+        idle_poll_ms: int | None = None,
     ) -> KeyedSubscriber:
         """Tandem's consumer of ``topics`` (:class:`shared.kafka.KeyedSubscriber`): couples
         handled concurrently, each couple's records in order, one commit per batch, the
@@ -134,8 +148,14 @@ class Service:
                 await record.publish(ready, nudge, key=due.couple_id)
 
         ``concurrency``: a lower limit than ``TANDEM_CONSUMER_CONCURRENCY`` for a consumer
-        off the nudges' path (the setting still caps it). Watched by readiness and metrics."""
+        off the nudges' path (the setting still caps it). ``idle_poll_ms``: how long this
+        consumer may take to see a record while idle (:data:`URGENT_POLL_MS`,
+        :data:`BACKGROUND_POLL_MS`), for one off the herd's path; the settings' shorter
+        waits are the nudges' (a longer setting still wins). Watched by readiness and
+        metrics."""
         limit = self.settings.consumer_concurrency
+        batch_ms = max(idle_poll_ms or 0, self.settings.consumer_batch_timeout_ms)
+        fetch_ms = max(idle_poll_ms or 0, self.settings.consumer_fetch_max_wait_ms)
         consumer = KeyedSubscriber(
             self.broker,
             self.policy,
@@ -143,8 +163,8 @@ class Service:
             group_id=group_id,
             concurrency=min(concurrency or limit, limit),
             max_records=self.settings.consumer_max_records,
-            batch_timeout_ms=self.settings.consumer_batch_timeout_ms,
-            fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
+            batch_timeout_ms=batch_ms,
+            fetch_max_wait_ms=fetch_ms,
             tracer=self._tracer(),
         )
         self.subscribers.append(consumer.subscriber)

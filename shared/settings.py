@@ -39,7 +39,10 @@ class Settings(BaseSettings):
     # Keyed consumers (shared.kafka.KeyedSubscriber): at most this many handler calls in
     # flight at once per consumer (different couples; one couple's records stay in order),
     # at most this many records per batch (one commit each), and how long an idle poll
-    # waits for records (a record that arrives is handed over at once, never held back).
+    # waits for records (one that arrives while it waits is handed over at once; FastStream
+    # then sleeps as long again after an empty poll, so this is latency a quiet hop adds).
+    # These two waits are the nudges' path's; the urgent lanes and the scheduler's history
+    # look less often (shared.service.URGENT_POLL_MS, BACKGROUND_POLL_MS).
     consumer_concurrency: int = Field(default=64, ge=1)
     consumer_max_records: int = Field(default=500, ge=1)
     consumer_batch_timeout_ms: int = Field(default=20, ge=1)

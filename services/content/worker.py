@@ -43,7 +43,7 @@ from shared.events import NudgeReady, RitualDue
 from shared.kafka import Poison, Record
 from shared.links import action_links
 from shared.redis import Keys, StrRedis
-from shared.service import Service
+from shared.service import URGENT_POLL_MS, Service
 from shared.settings import Settings
 
 SERVICE = "content"
@@ -151,7 +151,9 @@ def build(
     # Two consumers, one handler: the urgent lane is fetched apart from the herd's backlog,
     # in a group of its own so neither one's rebalance pauses the other.
     service.keyed_subscriber(topics.RITUAL_DUE, group_id=GROUP_ID)(on_ritual_due)
-    service.keyed_subscriber(topics.RITUAL_DUE_URGENT, group_id=f"{GROUP_ID}.urgent")(on_ritual_due)
+    service.keyed_subscriber(
+        topics.RITUAL_DUE_URGENT, group_id=f"{GROUP_ID}.urgent", idle_poll_ms=URGENT_POLL_MS
+    )(on_ritual_due)
 
     async def check_redis() -> None:  # fail fast: no consuming without Redis
         await service.redis.ping()  # type: ignore[misc]

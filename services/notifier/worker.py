@@ -28,7 +28,7 @@ from shared.events import NudgeReady
 from shared.kafka import Record, describe, is_transient
 from shared.redis import Keys
 from shared.secrets import SecretBox
-from shared.service import Service
+from shared.service import URGENT_POLL_MS, Service
 from shared.settings import Settings
 from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY, NUDGE_READY_URGENT, dlq
 from shared.vault import Vault
@@ -142,7 +142,9 @@ def build(settings: Settings) -> Notifier:
     consumer = service.keyed_subscriber(NUDGE_READY, group_id=GROUP_ID)
     # The urgent lane (test nudges, snoozes) is fetched apart from a herd's backlog, in a
     # group of its own so neither one's rebalance pauses the other.
-    urgent = service.keyed_subscriber(NUDGE_READY_URGENT, group_id=f"{GROUP_ID}.urgent")
+    urgent = service.keyed_subscriber(
+        NUDGE_READY_URGENT, group_id=f"{GROUP_ID}.urgent", idle_poll_ms=URGENT_POLL_MS
+    )
     publishers[dlq(NUDGE_READY)] = service.publisher(dlq(NUDGE_READY))
 
     async def publish(event: BaseModel, topic: str, key: str) -> Awaitable[object]:

@@ -19,7 +19,7 @@ from shared.kafka import Record
 from shared.ops import render_metrics
 from shared.redis import Keys
 from shared.secrets import SecretBox
-from shared.service import Service
+from shared.service import BACKGROUND_POLL_MS, Service
 from shared.settings import Settings
 from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY, NUDGE_READY_URGENT
 from shared.vault import Vault
@@ -46,6 +46,7 @@ def subscribe_history(service: Service, history: NudgeHistory) -> Any:
         NUDGE_FAILED,
         group_id="scheduler-history",
         concurrency=HISTORY_CONCURRENCY,
+        idle_poll_ms=BACKGROUND_POLL_MS,
     )
 
     @consumer
