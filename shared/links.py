@@ -13,6 +13,7 @@ keep working while the old key is still configured (links live 3 days).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -56,14 +57,23 @@ LINK_PURPOSE = b"tandem-links"
 STOP_PURPOSE = b"tandem-stop"
 
 
+@functools.lru_cache(maxsize=16)
+def _derived(purpose: bytes, key: str) -> bytes:
+    # Cached: every nudge signs four links per partner with the same few keys.
+    return hashlib.sha256(purpose + b"\x00" + key.encode()).digest()
+
+
 def _mac(purpose: bytes, key: str, payload: bytes) -> bytes:
-    derived = hashlib.sha256(purpose + b"\x00" + key.encode()).digest()
-    return hmac.new(derived, payload, hashlib.sha256).digest()[:16]
+    return hmac.digest(_derived(purpose, key), payload, "sha256")[:16]
+
+
+# json.dumps with separators builds an encoder per call; a herd signs four links a partner.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 def _seal(purpose: bytes, key: str, fields: Sequence[object]) -> str:
     """``fields`` as compact JSON, then its MAC: ``<payload>.<mac>``, both base64url."""
-    payload = json.dumps(fields, separators=(",", ":")).encode()
+    payload = _COMPACT.encode(fields).encode()
     return f"{_b64(payload)}.{_b64(_mac(purpose, key, payload))}"
 
 
