@@ -35,6 +35,7 @@ def sample(pid: int, out: Path | None) -> subprocess.Popen[bytes] | None:
     spy = _py_spy()
     if out is None or spy is None:
         return None
+    out.parent.mkdir(parents=True, exist_ok=True)  # py-spy would fail without a word
     cmd = [spy, "record", "-p", str(pid), "-r", "250", "--threads", "--gil"]
     cmd += ["-f", "raw", "-o", str(out)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
