@@ -29,15 +29,15 @@ from shared import backoff
 from shared.events import RitualDue, RitualMissed
 from shared.kafka import publisher
 from shared.settings import Settings
+from shared.timeslice import TimeSlice
 from shared.topics import RITUAL_DUE, RITUAL_DUE_URGENT, RITUAL_MISSED, lane
 
 log = logging.getLogger("tandem.scheduler.firing")
 
 OUTBOX_BATCH = 2000
-# A claimed batch of a herd is a few hundred milliseconds of work: every this many tracks,
-# let the event loop run what else waits (the API answering a test nudge, the outbox
-# publisher), so it waits for a slice of the batch, not for all of it.
-YIELD_EVERY = 100
+# What an express publish leases (see Firer.wake): the head of each bucket, where a trigger
+# or a snooze sits (scored first), and no more.
+EXPRESS_BATCH = 1
 # From this many records per outbox batch on, they skip FastStream (see Firer._send).
 DIRECT_SEND_FROM = 64
 _HEADERS_FS = {"content-type": "application/json"}
@@ -115,6 +115,8 @@ class Firer:
         self.clock = clock
         self._outbox_ready = asyncio.Event()
         self._rescheduled = asyncio.Event()
+        self._publishing = False  # the publish loop is sending a batch
+        self._express: asyncio.Task[None] | None = None
         store.on_scheduled(self._on_scheduled)
 
     def _on_scheduled(self, earliest: float) -> None:
@@ -123,8 +125,20 @@ class Firer:
         self._rescheduled.set()
 
     def wake(self) -> None:
-        """Tell the publisher the outbox has something new (a trigger, a snooze)."""
+        """Tell the publisher the outbox has something new (a trigger, a snooze). If it is
+        sending a herd's batch (until every acknowledgement is in: hundreds of milliseconds
+        on a busy machine), the new entry does not wait for it: an express publish sends
+        the head of each bucket beside it (leases keep the two from sending one entry
+        twice, as between replicas)."""
         self._outbox_ready.set()
+        if self._publishing and (self._express is None or self._express.done()):
+            self._express = asyncio.create_task(self._publish_express())
+
+    async def _publish_express(self) -> None:
+        try:
+            await self.publish_outbox(EXPRESS_BATCH)
+        except Exception:  # what it leased comes back when its lease ends
+            log.warning("express publish failed; the publish loop will send it", exc_info=True)
 
     # -- one step each ------------------------------------------------------------------
     async def fire_due(self) -> int:
@@ -140,9 +154,11 @@ class Firer:
         couples = await self.store.get_couples(r.couple_id for r in ritual_map.values())
         now_dt = datetime.fromtimestamp(now, UTC)
         commits = []
-        for i, (track_id, due_raw) in enumerate(claimed, 1):
-            if not i % YIELD_EVERY:
-                await asyncio.sleep(0)
+        # A herd's batch is hundreds of milliseconds of work: the API answering a test
+        # nudge and the outbox publisher get in between (shared/timeslice.py).
+        timeslice = TimeSlice()
+        for track_id, due_raw in claimed:
+            await timeslice.share()
             ritual = ritual_map.get(rituals.ritual_of_track(track_id))
             couple = couples.get(ritual.couple_id) if ritual else None
             try:
@@ -205,12 +221,12 @@ class Firer:
         next_due = firing.next_instant.timestamp() if firing.next_instant else None
         return TrackCommit(track_id, due_raw, next_due, events)
 
-    async def publish_outbox(self) -> int:
-        """Send one batch of outbox records to Kafka; delete each only after Kafka
-        acknowledged it. Returns how many were acknowledged."""
+    async def publish_outbox(self, limit: int = OUTBOX_BATCH) -> int:
+        """Send one batch (up to ``limit``) of outbox records to Kafka; delete each only
+        after Kafka acknowledged it. Returns how many were acknowledged."""
         now = self.clock()
         entries = await self.store.lease_outbox(
-            now, now + self.settings.scheduler_lease_seconds, OUTBOX_BATCH
+            now, now + self.settings.scheduler_lease_seconds, limit
         )
         if not entries:
             return 0
@@ -228,7 +244,9 @@ class Firer:
                 "%d record(s) not acknowledged, retried later: %r", len(entries) - len(acked), error
             )
         done = time.time()
+        timeslice = TimeSlice()
         for e in acked:
+            await timeslice.share()
             if e.topic in (RITUAL_DUE, RITUAL_DUE_URGENT):
                 record = json.loads(e.value)
                 metrics.FIRED.labels(record.get("trigger", "schedule")).inc()
@@ -255,17 +273,24 @@ class Firer:
                 )
                 for e in entries
             ]
-        return [
-            await producer.send(e.topic, e.value.encode(), key=e.key.encode(), headers=_HEADERS)
-            for e in entries
-        ]
+        timeslice = TimeSlice()
+        futures = []
+        for e in entries:
+            await timeslice.share()
+            value, key = e.value.encode(), e.key.encode()
+            futures.append(await producer.send(e.topic, value, key=key, headers=_HEADERS))
+        return futures
 
     # -- loops --------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Fire and publish until ``stop`` is set."""
-        await asyncio.gather(
-            self._fire_loop(stop), self._publish_loop(stop), self._listen_loop(stop)
-        )
+        try:
+            await asyncio.gather(
+                self._fire_loop(stop), self._publish_loop(stop), self._listen_loop(stop)
+            )
+        finally:
+            if self._express is not None:  # an express publish under way ends first
+                await asyncio.gather(self._express, return_exceptions=True)
 
     async def _fire_loop(self, stop: asyncio.Event) -> None:
         failures = 0
@@ -298,7 +323,11 @@ class Firer:
         while not stop.is_set():
             self._outbox_ready.clear()
             try:
-                sent = await self.publish_outbox()
+                self._publishing = True
+                try:
+                    sent = await self.publish_outbox()
+                finally:
+                    self._publishing = False
                 failures = 0
                 if sent:
                     continue

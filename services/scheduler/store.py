@@ -49,6 +49,7 @@ from services.scheduler.goals import Goal
 from services.scheduler.rituals import Couple, Ritual, ritual_of_track
 from shared.ids import id_pattern
 from shared.redis import Keys, StrRedis, is_cluster
+from shared.timeslice import TimeSlice
 from shared.vault import Vault
 
 log = logging.getLogger("tandem.scheduler.store")
@@ -251,6 +252,20 @@ def _score(value: float) -> str:
     return repr(float(value))
 
 
+async def _decoded(
+    model: type[records.M], ids: Sequence[str], raws: Sequence[str | None]
+) -> dict[str, records.M]:
+    """id -> record for each stored raw (None: missing, left out). A herd's batch is
+    thousands of records: decoding them shares the event loop (shared/timeslice.py)."""
+    timeslice = TimeSlice()
+    found: dict[str, records.M] = {}
+    for record_id, raw in zip(ids, raws, strict=True):
+        if raw:
+            await timeslice.share()
+            found[record_id] = records.decode(model, record_id, raw)
+    return found
+
+
 class SchedulerStore:
     def __init__(self, redis: StrRedis, keys: Keys, vault: Vault, buckets: int = 16) -> None:
         """``buckets``: how many parts the schedule is split into (every process sharing a
@@ -388,7 +403,7 @@ class SchedulerStore:
         if not ids:
             return {}
         raws = await self._get_many([self._couple(c) for c in ids])
-        return {c: records.decode(Couple, c, r) for c, r in zip(ids, raws, strict=True) if r}
+        return await _decoded(Couple, ids, raws)
 
     async def couple_for_token(self, token: str) -> str | None:
         """The couple a couple token opens, or None. A token naming its couple is compared
@@ -511,7 +526,7 @@ class SchedulerStore:
         if not ids:
             return {}
         raws = await self._get_many([self._ritual(r) for r in ids])
-        return {r: records.decode(Ritual, r, raw) for r, raw in zip(ids, raws, strict=True) if raw}
+        return await _decoded(Ritual, ids, raws)
 
     async def list_rituals(self, couple_id: str) -> list[Ritual]:
         fields = await self.redis.hkeys(self._couple_index(couple_id))

@@ -7,11 +7,13 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from services.scheduler import planning
 from services.scheduler.api import rituals as ritual_routes
 from services.scheduler.firing import outgoing_due
+from services.scheduler.service import Scheduler
 from services.scheduler.store import SchedulerStore
 from shared.events import RitualDue
 from shared.redis import Keys, make_redis
@@ -81,3 +83,55 @@ async def test_a_triggered_record_travels_the_urgent_lane(module_infra, running)
         records = await reader.until(lambda rs: any(r["occurrence_id"] == occurrence for r in rs))
     event = next(r for r in records if r["occurrence_id"] == occurrence)
     assert event["trigger"] == "manual" and event["urgent"] is True
+
+
+async def test_a_trigger_goes_out_beside_a_herd_batch_being_sent(infra) -> None:
+    """While the publish loop is sending a herd's batch (until its last acknowledgement),
+    a trigger does not wait for it: an express publish sends it at once, taking no more
+    than the head of each bucket of the herd waiting behind it."""
+    settings = infra.settings()
+    scheduler = Scheduler(settings)  # not started: the test plays the publish loop's part
+    await scheduler.broker.start()
+    store, firer = scheduler.store, scheduler.firer
+    try:
+        async with (
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=scheduler.app), base_url="http://s"
+            ) as api,
+            TopicReader(settings, RITUAL_DUE_URGENT) as reader,
+        ):
+            couple = (await api.post("/v1/couples", json=couple_body(), headers=ADMIN)).json()
+            ritual_id = (
+                await api.post(
+                    f"/v1/couples/{couple['id']}/rituals", json={"kind": "hug"}, headers=ADMIN
+                )
+            ).json()["id"]
+            ritual, stored = await store.get_ritual(ritual_id), await store.get_couple(couple["id"])
+            assert ritual is not None and stored is not None
+            now = datetime.now(UTC)
+            herd = [
+                outgoing_due(RitualDue.model_validate({**json.loads(o.value), "urgent": False}))
+                for _ in range(HERD)
+                for o in planning.manual_trigger(stored, ritual, now)
+            ]
+            await store.enqueue((now - timedelta(minutes=1)).timestamp(), herd)
+
+            firer._publishing = True  # the loop is in the middle of a herd's batch
+            answer = (await api.post(f"/v1/rituals/{ritual_id}/trigger", headers=ADMIN)).json()
+            express = firer._express
+            assert express is not None
+            await express
+            sent = await reader.until(
+                lambda rs: any(r["occurrence_id"] == answer["occurrence_id"] for r in rs)
+            )
+            assert all(r["urgent"] for r in sent)
+            # the herd still waits for the loop (one couple: one bucket, one head leased)
+            left = await store.lease_outbox(now.timestamp() + 1, now.timestamp() + 30, 16 * HERD)
+            assert len(left) == HERD and not any(json.loads(o.value)["urgent"] for o in left)
+
+            firer._publishing = False  # an idle loop takes a trigger itself, at once
+            idle = await api.post(f"/v1/rituals/{ritual_id}/trigger", headers=ADMIN)
+            assert idle.status_code == 202 and firer._express is express
+    finally:
+        await scheduler.broker.stop()
+        await scheduler.redis.aclose()
