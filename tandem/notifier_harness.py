@@ -41,7 +41,7 @@ from shared.kafka import ensure_topics, make_broker
 from shared.redis import Keys, make_redis
 from shared.secrets import SecretBox
 from shared.settings import Settings
-from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY, dlq
+from shared.topics import NUDGE_DELIVERED, NUDGE_FAILED, NUDGE_READY, dlq, lane
 from shared.vault import Vault
 
 
@@ -137,7 +137,8 @@ async def publish_nudges(settings: Settings, *nudges: NudgeReady) -> None:
     await broker.connect()
     try:
         for nudge in nudges:
-            await broker.publish(nudge, NUDGE_READY, key=nudge.couple_id.encode())
+            topic = lane(NUDGE_READY, urgent=nudge.urgent)  # as content publishes it
+            await broker.publish(nudge, topic, key=nudge.couple_id.encode())
     finally:
         await broker.stop()
 

@@ -95,6 +95,10 @@ SERVICE = "notifier"
 # connections, beyond which a command fails instead of waiting); the sends themselves
 # are bounded further, per provider host and overall, in channels.py.
 MAX_RUNS = 32
+# Urgent deliveries (a test nudge, a snooze) have places of their own (inside the same Redis
+# pool), so one never queues behind a herd's: the herd's consumer keeps up to
+# TANDEM_CONSUMER_CONCURRENCY (64) calls in flight for MAX_RUNS places.
+URGENT_RUNS = 4
 
 
 @dataclass
@@ -122,6 +126,7 @@ class Delivery:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     rng: random.Random = field(default_factory=random.Random)
     runs: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_RUNS))
+    urgent_runs: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(URGENT_RUNS))
 
     # -- entry points ------------------------------------------------------------------
     async def handle(self, nudge: NudgeReady, *, partition: int | None, offset: int | None) -> None:
@@ -141,7 +146,8 @@ class Delivery:
         """Carry ``job`` one step: send what is due, (re)schedule what is not. When
         ``claimed`` (from the delay queue) the job is acked or rescheduled in place.
         Returns once every event it published is acknowledged by the broker."""
-        async with self.runs, self._receipts_sent():
+        runs = self.urgent_runs if job.nudge.urgent else self.runs
+        async with runs, self._receipts_sent():
             done = await self._run(job, claimed)
         # Only on a clean finish, receipts included: if anything raised, a claimed job
         # stays claimed and comes due again when its lease ends (and a Kafka record is

@@ -267,3 +267,25 @@ async def test_deleted_couple_is_dropped(infra, inbox: Inbox, caplog) -> None:
     assert all(d.couple_id == live.id for d in out.delivered)
     assert not any("ghost" in r.address for r in inbox.received)
     assert any("no longer exists" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_urgent_nudge_does_not_wait_for_a_place_behind_a_herd(infra, inbox: Inbox) -> None:
+    # Every place a herd's deliveries take is held (a herd in full flight); a test nudge,
+    # on its own lane, is delivered all the same.
+    settings = fast(infra)
+    couple = two_partners(inbox, "urgentplace")
+    await store_couple(settings, couple)
+    nudge = make_nudge(couple).model_copy(update={"urgent": True})
+    async with watching(settings) as out, running_notifier(settings) as notifier:
+        runs = notifier.delivery.runs
+        held = 0
+        while not runs.locked():
+            await runs.acquire()
+            held += 1
+        try:
+            await publish_nudges(settings, nudge)
+            await out.wait_for(lambda o: len(o.delivered) >= 2)
+        finally:
+            for _ in range(held):
+                runs.release()
+    assert {d.partner_id for d in out.delivered} == {p.id for p in couple.partners}
