@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 from apprise import Apprise
 from apprise.logger import NotifyLogEntry
@@ -123,3 +126,15 @@ def test_a_send_thread_keeps_no_service_after_its_send() -> None:
     finally:
         sink.stop()
     assert sink.paths == ["one", "two"]
+
+
+def test_building_channels_loads_apprises_plugin_table_before_the_first_send() -> None:
+    # In a process of its own: any earlier test here may have loaded the table already.
+    script = (
+        "from services.notifier.channels import Channels, _PLUGINS\n"
+        "assert not _PLUGINS, 'loaded by the import alone'\n"
+        "Channels(connect_timeout=1, read_timeout=1)\n"
+        "assert _PLUGINS and 'json' in _PLUGINS._schema_map\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
