@@ -16,7 +16,10 @@ recently used channel. What is kept, and for how long:
 - bounded (:data:`MAX_ENTRIES`, least recently used dropped first) and short-lived
   (:data:`TTL_SECONDS` after loading, whatever its use): a loaded service necessarily
   holds its URL's secrets in its attributes, and this bounds how long they stay in memory
-  after a couple stops receiving nudges (or is deleted).
+  after a couple stops receiving nudges (or is deleted). The cache only drops what expired
+  when it is written to, so after a herd -- thousands of channels loaded, then a quiet
+  hour -- :meth:`ClientCache.sweep` is what keeps the bound: it drops expired entries
+  every :data:`SWEEP_SECONDS` while the notifier runs.
 - a send carrying per-nudge ntfy buttons is not cached: the buttons are part of the
   loaded service (Apprise's ntfy plugin takes them at load time), so such a service is
   made for that send and dropped after it.
@@ -27,6 +30,8 @@ reads it (the notifier turns Apprise's per-instance throttle off, see ``channels
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import secrets
 import threading
@@ -38,6 +43,7 @@ from cachetools import TTLCache
 
 MAX_ENTRIES = 4096
 TTL_SECONDS = 60.0
+SWEEP_SECONDS = 15.0
 
 ChannelKey = tuple[str, str]  # (couple id, channel id)
 
@@ -84,6 +90,18 @@ class ClientCache(Generic[Loaded]):
             else:
                 self._entries[channel] = _Entry(digest, service)
         return service
+
+    def expire(self) -> int:
+        """Drop every entry past its TTL now; returns how many were dropped."""
+        with self._lock:
+            return len(self._entries.expire())
+
+    async def sweep(self, stop: asyncio.Event, every: float = SWEEP_SECONDS) -> None:
+        """:meth:`expire` every ``every`` seconds until ``stop`` is set."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+            self.expire()
 
     def clear(self) -> None:
         """Drop every loaded service (and the secrets it holds)."""

@@ -173,4 +173,5 @@ def build(settings: Settings) -> Notifier:
     service.on_startup(adopt_legacy_queue)
     notifier = Notifier(service, store, delivery, consumer.subscriber)
     service.loop(notifier.drain, grace=channels.send_timeout + 5)
+    service.loop(channels.clients.sweep, grace=1)
     return notifier

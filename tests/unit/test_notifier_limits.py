@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 import requests
@@ -81,6 +84,29 @@ def test_the_cache_entries_expire() -> None:
     cache.get(("c", "1"), "json://127.0.0.1:9/a", load)
     cache.get(("c", "1"), "json://127.0.0.1:9/a", load)
     assert calls == 2
+
+
+async def test_expired_services_are_dropped_without_another_send() -> None:
+    # After a herd nothing may touch the cache for hours: the sweep is what frees the
+    # loaded services (and the secrets in their attributes) once their TTL is over.
+    cache: ClientCache[NotifyBase] = ClientCache(ttl=0.05)
+    alive = []
+    for i in range(3):
+        service = cache.get(
+            ("c", str(i)), f"json://127.0.0.1:9/{i}", partial(Apprise.instantiate, "json://x")
+        )
+        alive.append(weakref.ref(service))
+    del service
+    await asyncio.sleep(0.1)
+    gc.collect()
+    assert all(ref() is not None for ref in alive)  # expired, but still held
+    stop = asyncio.Event()
+    sweeping = asyncio.create_task(cache.sweep(stop, every=0.01))
+    await asyncio.sleep(0.05)
+    gc.collect()
+    assert all(ref() is None for ref in alive)
+    stop.set()
+    await asyncio.wait_for(sweeping, 1)  # returns once stopped
 
 
 @pytest.fixture
