@@ -151,10 +151,6 @@ class Channels:
         # shared pool (a second thread hop, and a pool of cpu+4 threads that one hanging
         # provider could fill). The hard timeout is ours (send()).
         self.asset = AppriseAsset(plugin_paths=paths, async_mode=False, service_timeout=0)
-        # Apprise loads its own plugin table on first use: every plugin module, ~0.2 s of
-        # CPU holding the GIL. Loaded here, the first herd after a start does not pay it
-        # inside its first sends.
-        _PLUGINS.load_modules()
         self.clients: ClientCache[Loaded] = ClientCache()
         self.limits = limits.SendLimits(per_host=per_host, overall=overall)
         self.urgent_limits = limits.SendLimits(per_host=limits.URGENT, overall=limits.URGENT)
@@ -162,6 +158,13 @@ class Channels:
         self._pool = ThreadPoolExecutor(
             max_workers=overall + limits.URGENT, thread_name_prefix="tandem-send"
         )
+
+    @staticmethod
+    def load_plugins() -> None:
+        """Load Apprise's plugin table now. Apprise loads it on first use -- every plugin
+        module, ~0.2 s of CPU holding the GIL -- so a notifier loads it at start, and the
+        first herd after a start does not pay it inside its first sends."""
+        _PLUGINS.load_modules()
 
     def _instantiate(self, url: str, buttons: str | None) -> NotifyBase | None:
         """A loaded service for ``url``, with the deployment's socket timeouts and without

@@ -138,6 +138,7 @@ def build(settings: Settings) -> Notifier:
         plugins_dir=settings.plugins_dir,
         egress=egress_policy(settings.channel_allow),
     )
+    channels.load_plugins()
     publishers = {t: service.publisher(t) for t in (NUDGE_DELIVERED, NUDGE_FAILED)}
     consumer = service.keyed_subscriber(NUDGE_READY, group_id=GROUP_ID)
     # The urgent lane (test nudges, snoozes) is fetched apart from a herd's backlog, in a

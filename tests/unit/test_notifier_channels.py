@@ -128,12 +128,15 @@ def test_a_send_thread_keeps_no_service_after_its_send() -> None:
     assert sink.paths == ["one", "two"]
 
 
-def test_building_channels_loads_apprises_plugin_table_before_the_first_send() -> None:
+def test_a_notifier_loads_apprises_plugin_table_before_its_first_send() -> None:
     # In a process of its own: any earlier test here may have loaded the table already.
     script = (
-        "from services.notifier.channels import Channels, _PLUGINS\n"
+        "from services.notifier.channels import _PLUGINS\n"
+        "from services.notifier.worker import build\n"
+        "from shared.settings import Settings\n"
+        "from cryptography.fernet import Fernet\n"
         "assert not _PLUGINS, 'loaded by the import alone'\n"
-        "Channels(connect_timeout=1, read_timeout=1)\n"
+        "build(Settings(secret_key=Fernet.generate_key().decode()))\n"
         "assert _PLUGINS and 'json' in _PLUGINS._schema_map\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
