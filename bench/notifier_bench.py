@@ -7,10 +7,13 @@ the machine.
 Each run gets its own embedded broker and Redis and a fresh sink (an asyncio HTTP/1.1
 server in this process). The notifier under test runs alone in a child process (the
 sink, the receipts' watcher and the timing stay here): the burst of nudges is published
-before it starts, and its rate is the deliveries over the time from its start (partitions
-assigned) to the last receipt's ``delivered_at``, and its CPU time per delivery (user +
-system, every thread of the child, over the same span: the figure to judge a change by on a
-busy machine, where deliveries/s swings with the neighbours). ``--baseline DIR``: a
+before it starts, and its rate is the deliveries over the time from the first receipt's
+``delivered_at`` to the last one's, and its CPU time per delivery (user + system, every
+thread of the child, sampled every 10 ms and read at the same two instants: the figure to
+judge a change by on a busy machine, where deliveries/s swings with the neighbours). The
+span starts at the first delivery, not at the notifier's "started": its ``nudge.ready``
+consumer may deliver while its urgent consumer is still joining, before the service says
+it started (a window from "started" once gave 8,672 deliveries/s). ``--baseline DIR``: a
 checkout of another revision (e.g. ``git worktree add /tmp/notifier-base main``)
 benchmarked first in the same run, with the same sink and load, and the two printed side
 by side with their ratio. The child imports only what both revisions have
@@ -25,12 +28,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import cProfile
 import json
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -89,19 +94,47 @@ async def child(config: dict[str, Any], profile: cProfile.Profile | None) -> Non
 
 
 # -- the parent: infrastructure, one child per revision, the comparison ----------------------
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (all its threads)."""
-    import psutil
+class CpuTrace:
+    """User + system CPU seconds of process ``pid`` (all its threads), sampled every
+    ``every`` seconds in a thread of its own from :meth:`start` to :meth:`stop`, so the CPU
+    spent between two wall-clock instants can be read afterwards (:meth:`between`)."""
 
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+    def __init__(self, pid: int, every: float = 0.01) -> None:
+        import psutil
+
+        self._process = psutil.Process(pid)
+        self._every = every
+        self._stop = threading.Event()
+        self.samples: list[tuple[float, float]] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> CpuTrace:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            times = self._process.cpu_times()
+            self.samples.append((time.time(), float(times.user + times.system)))
+            self._stop.wait(self._every)
+
+    def between(self, first: float, last: float) -> float:
+        """CPU seconds from wall-clock ``first`` to ``last`` (the samples just outside)."""
+        times = [t for t, _ in self.samples]
+        low = max(0, bisect.bisect_right(times, first) - 1)
+        high = min(len(times) - 1, bisect.bisect_left(times, last))
+        return self.samples[high][1] - self.samples[low][1]
 
 
 async def run_revision(
     code: Path, nudges: int, couples: int, profile: Path | None, spy: Path | None
 ) -> dict[str, Any]:
     """Benchmark the notifier of the checkout ``code`` on fresh infrastructure: its
-    deliveries/s and CPU per delivery from the child's start to the last receipt."""
+    deliveries/s and CPU per delivery from the first receipt to the last."""
     from services.notifier.metrics import partner_skew
     from shared.secrets import SecretBox
     from shared.settings import Settings
@@ -138,15 +171,14 @@ async def run_revision(
             )
             assert proc.stdin is not None and proc.stdout is not None
             try:
+                trace = CpuTrace(proc.pid).start()
                 line = await asyncio.to_thread(proc.stdout.readline)
                 if not line:
                     raise RuntimeError(f"the notifier of {code} did not start (log: {log})")
-                started = float(json.loads(line)["started"])
-                cpu = cpu_seconds(proc.pid)
                 spying = sample(proc.pid, spy / f"notifier-{code.name}.raw" if spy else None)
                 async with watching(Settings(**values)) as out:  # type: ignore[arg-type]
                     await out.wait_for(lambda o: len(o.delivered) >= 2 * nudges, within=1800)
-                cpu = cpu_seconds(proc.pid) - cpu
+                trace.stop()
                 await asyncio.to_thread(finish, spying)
             finally:
                 proc.stdin.close()
@@ -155,7 +187,8 @@ async def run_revision(
         sink.stop()
         broker.stop()
         redis.stop()
-    elapsed = max(d.delivered_at.timestamp() for d in out.delivered) - started
+    first, last = (f(d.delivered_at.timestamp() for d in out.delivered) for f in (min, max))
+    elapsed, cpu = last - first, trace.between(first, last)
     by_occ = defaultdict(list)
     for d in out.delivered:
         by_occ[d.occurrence_id].append(d)
@@ -163,7 +196,7 @@ async def run_revision(
     return {
         "deliveries": len(out.delivered),
         "seconds": round(elapsed, 3),
-        "deliveries_per_s": round(len(out.delivered) / elapsed, 1),
+        "deliveries_per_s": round((len(out.delivered) - 1) / elapsed, 1),
         "cpu_s": round(cpu, 2),
         "cpu_ms_per_delivery": round(1000 * cpu / len(out.delivered), 3),
         "partner_skew_p50_ms": round(pct(skews, 50), 3),
