@@ -27,12 +27,14 @@ from tests.support.scheduler import ADMIN, couple_body
 HERD = 2_000
 
 
-@pytest.fixture
-async def own_store(infra) -> AsyncIterator[SchedulerStore]:
+@pytest.fixture(params=[16, 1], ids=["16-buckets", "one-bucket"])
+async def own_store(infra, request) -> AsyncIterator[SchedulerStore]:
+    """A store of its own; with one bucket the triggers share the herd's bucket for sure."""
     settings = infra.settings()
     redis = make_redis(settings)
     keys = Keys(settings.redis_prefix)
-    yield SchedulerStore(redis, keys, Vault(redis, keys, SecretBox(settings.secret_key)))
+    vault = Vault(redis, keys, SecretBox(settings.secret_key))
+    yield SchedulerStore(redis, keys, vault, buckets=request.param)
     await redis.aclose()
 
 
@@ -61,11 +63,16 @@ async def test_a_trigger_is_leased_before_a_herd_waiting_in_the_outbox(infra, ow
         keyed = await api.post(
             f"/v1/rituals/{ritual.id}/trigger", headers={"Idempotency-Key": "test-nudge-1"}
         )
-    first = await store.lease_outbox(now.timestamp() + 1, now.timestamp() + 30, 10)
-    assert {o.id for o in first[:2]} == {plain["occurrence_id"], keyed.json()["occurrence_id"]}
-    for sent in first[:2]:
-        assert json.loads(sent.value)["urgent"] is True
-    assert all(json.loads(o.value)["urgent"] is False for o in first[2:])
+    # Two entries a bucket: the triggers may share the herd's bucket (a plain trigger is
+    # bucketed by its couple, a keyed one by its ritual), and with one entry a bucket
+    # only one of them could be leased -- a 1-in-16 failure of this test before.
+    first = await store.lease_outbox(now.timestamp() + 1, now.timestamp() + 30, 2 * store.buckets)
+    triggers = {plain["occurrence_id"], keyed.json()["occurrence_id"]}
+    assert triggers <= {o.id for o in first}
+    for bucket in {o.bucket for o in first}:
+        urgent = [json.loads(o.value)["urgent"] for o in first if o.bucket == bucket]
+        assert urgent == sorted(urgent, reverse=True), "a herd entry leased before a trigger"
+    assert all(json.loads(o.value)["urgent"] is (o.id in triggers) for o in first)
 
 
 async def test_a_triggered_record_travels_the_urgent_lane(module_infra, running) -> None:
