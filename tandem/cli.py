@@ -8,7 +8,9 @@ import logging
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -318,36 +320,77 @@ def import_couples(
         Path, typer.Argument(exists=True, dir_okay=False, help="JSON lines: one couple a line.")
     ],
     url: Annotated[
-        str, typer.Option(envvar="TANDEM_API_URL", help="The scheduler API.")
-    ] = "http://localhost:8080",
+        list[str] | None,
+        typer.Option(
+            envvar="TANDEM_API_URL",
+            help="A scheduler API; repeat it for several replicas, which share the requests "
+            "(TANDEM_API_URL: space-separated).",
+            show_default="http://localhost:8080",
+        ),
+    ] = None,
     token: Annotated[
         str, typer.Option(envvar="TANDEM_ADMIN_TOKEN", help="The admin token.", show_default=False)
     ] = "",
     chunk: Annotated[
         int, typer.Option(min=1, max=1000, help="Couples per request (at most 1,000).")
     ] = 500,
+    parallel: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=64, help="Requests in flight at once.", show_default="one per --url"
+        ),
+    ] = None,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds per request.")] = 120.0,
 ) -> None:
     """Create the couples of FILE (each a POST /v1/couples body, optionally with "rituals":
-    a list of ritual bodies) through POST /v1/couples/import, CHUNK at a time. Prints how
-    many were created and refused, with the first few refusals by line; exits 1 if any was
-    refused. The created couples' tokens are not printed: rotate them to hand them out."""
+    a list of ritual bodies) through POST /v1/couples/import, CHUNK at a time, PARALLEL
+    requests in flight, spread over the URLs in turn. Prints how many were created and
+    refused, with the first few refusals by line; exits 1 if any was refused. The created
+    couples' tokens are not printed: rotate them to hand them out."""
     import httpx
 
     if not token:
         _fail("no admin token: pass --token or set TANDEM_ADMIN_TOKEN")
+    urls = url or ["http://localhost:8080"]
     tally = _ImportTally()
     headers = {"Authorization": f"Bearer {token}"}
+    # One client a slot, each slot's requests one after the other (see _ordered_posts).
+    slots = [
+        httpx.Client(base_url=urls[i % len(urls)], headers=headers, timeout=timeout)
+        for i in range(parallel or len(urls))
+    ]
     try:
-        with (
-            httpx.Client(base_url=url, headers=headers, timeout=timeout) as client,
-            file.open(encoding="utf-8") as lines,
-        ):
-            for batch in _import_chunks(lines, chunk, tally):
-                tally.count(batch, _post_import(client, batch))
+        with file.open(encoding="utf-8") as lines:
+            for batch, results in _ordered_posts(_import_chunks(lines, chunk, tally), slots):
+                tally.count(batch, results)
     except httpx.HTTPError as exc:
-        _fail(f"cannot reach the API at {url}: {_why(exc)}")
+        _fail(f"cannot reach the API at {', '.join(urls)}: {_why(exc)}")
+    finally:
+        for client in slots:
+            client.close()
     tally.report()
+
+
+def _ordered_posts(
+    batches: Iterable[list[tuple[int, object]]], slots: list[httpx.Client]
+) -> Iterator[tuple[list[tuple[int, object]], list[dict[str, object]]]]:
+    """Each batch with its results, in the batches' order, while up to ``len(slots)`` are
+    posted at once: batch ``n`` goes through ``slots[n % len(slots)]`` once batch
+    ``n - len(slots)`` -- the slot's previous one -- is answered, so a client is never used
+    by two threads at once and no more than ``len(slots)`` batches are held in memory."""
+    pending: deque[tuple[list[tuple[int, object]], Future[list[dict[str, object]]]]] = deque()
+    with ThreadPoolExecutor(max_workers=len(slots)) as pool:
+        try:
+            for n, batch in enumerate(batches):
+                if len(pending) == len(slots):
+                    done, answer = pending.popleft()
+                    yield done, answer.result()
+                pending.append((batch, pool.submit(_post_import, slots[n % len(slots)], batch)))
+            while pending:
+                done, answer = pending.popleft()
+                yield done, answer.result()
+        finally:  # a refused request ends the command: send nothing more
+            pool.shutdown(cancel_futures=True)
 
 
 class _ImportTally:

@@ -142,6 +142,52 @@ async def test_tandem_import_command(running, tmp_path: Path) -> None:
     assert "line 26: not JSON" in result.output, result.output
 
 
+async def test_tandem_import_spreads_its_requests_over_replicas(running, tmp_path: Path) -> None:
+    # Two listeners in front of one scheduler stand for two replicas (the API is stateless);
+    # each counts the import requests it was sent.
+    scheduler, _ = running
+    lines = [json.dumps(_item(n)) for n in range(40)]
+    lines[16] = json.dumps({"name": "No Partners"})  # line 17, in the fourth request
+    path = tmp_path / "couples.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    seen = {"a": 0, "b": 0}
+
+    def replica(name: str) -> Any:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            if scope["path"] == imports.PATH:
+                seen[name] += 1
+            await scheduler.app(scope, receive, send)
+
+        return app
+
+    ports = {name: free_port() for name in seen}
+    servers = [
+        uvicorn.Server(
+            uvicorn.Config(
+                replica(n), host="127.0.0.1", port=p, log_level="warning", lifespan="off"
+            )
+        )
+        for n, p in ports.items()
+    ]
+    serving = [asyncio.create_task(s.serve()) for s in servers]
+    try:
+        while not all(s.started for s in servers):  # noqa: ASYNC110 -- no event to await
+            await asyncio.sleep(0.05)
+        urls = [a for p in ports.values() for a in ("--url", f"http://127.0.0.1:{p}")]
+        args = ["import", str(path), "--chunk", "5", "--parallel", "4", *urls]
+        result = await asyncio.to_thread(
+            CliRunner().invoke, cli, [*args, "--token", TEST_ADMIN_TOKEN]
+        )
+    finally:
+        for s in servers:
+            s.should_exit = True
+        await asyncio.gather(*serving)
+    assert "created 39, refused 1" in result.output, result.output
+    assert "line 17: partners: Field required" in result.output, result.output
+    assert result.exit_code == 1
+    assert seen == {"a": 4, "b": 4}  # eight requests of five, in turn
+
+
 async def test_imported_rituals_fire_when_the_single_path_would(running) -> None:
     """Schedules checked and planned once per import (shared by every couple with the
     same schedule and zones) give each couple what the single routes give it."""
