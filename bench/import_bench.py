@@ -1,7 +1,8 @@
 """Onboarding speed: couples created per second through the API, side by side with a baseline.
 
     .venv/bin/python bench/import_bench.py [--baseline /tmp/onboard-base] [--couples 1000]
-        [--single 300] [--in-flight 16] [--rounds 5] [--idle-probe 0]
+        [--single 300] [--in-flight 16] [--rounds 5] [--idle-probe 0] [--replicas 2]
+        [--replica-couples 6000]
 
 Starts one embedded broker and one Redis, then for each tree (``--baseline``, a ``git
 worktree add`` of ``main``, and this one) a scheduler process of that tree's code on a free
@@ -19,6 +20,12 @@ port, in its own Redis key prefix, and measures over real HTTP, each round:
 Then, with ``--idle-probe N``: N bursts of ``--in-flight`` requests about 5 s apart, the
 moment a client (httpx keeps idle connections 5 s) reuses a connection the server may be
 closing; counts requests lost without an answer.
+
+Last, unless ``--replicas 0``: this tree's ``tandem import`` command, end to end (a file of
+``--replica-couples`` couples read, sent and answered), to one scheduler replica and then to
+``--replicas`` replicas of one deployment (one key prefix), with the command's default of
+one request in flight per replica (two each measured no faster: a replica is CPU-bound):
+how an operator adds replicas to import faster.
 
 Both trees' processes run at once, and the rounds alternate between them (who goes first
 alternates too), so a noisy neighbour on a shared machine hits both alike; the last line is
@@ -99,11 +106,13 @@ def couple(i: int, with_rituals: bool) -> dict[str, Any]:
 class Api:
     """One tree's scheduler process, started on a free port with its own key prefix."""
 
-    def __init__(self, tree: Path, env: dict[str, str], log: Path) -> None:
+    def __init__(self, tree: Path, env: dict[str, str], log: Path, prefix: str = "") -> None:
+        """``prefix``: a deployment's key prefix, to share with other replicas (default: a
+        prefix of its own)."""
         self.tree = tree
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        self.prefix = f"b{uuid.uuid4().hex[:8]}"
+        self.prefix = prefix or f"b{uuid.uuid4().hex[:8]}"
         env = {
             **env,
             "TANDEM_API_PORT": str(port),
@@ -248,6 +257,13 @@ def main() -> None:
     parser.add_argument(
         "--idle-probe", type=int, default=0, help="bursts of the keep-alive probe (0: none)"
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=2,
+        help="then `tandem import` of this tree to one replica and to this many (0: skip)",
+    )
+    parser.add_argument("--replica-couples", type=int, default=6000, help="couples a CLI run")
     args = parser.parse_args()
     if not args.baseline.exists():  # what the numbers are beside: main, as committed
         subprocess.run(
@@ -290,12 +306,54 @@ def main() -> None:
                 print_round(run, name, got, args)
         for name, api in apis.items():
             idle[name] = asyncio.run(idle_probe(api.url, args.idle_probe, args.in_flight))
+        for api in apis.values():
+            api.stop()
+        apis.clear()
+        cli = command_over_replicas(env, args.replicas, args.replica_couples, logs)
     finally:
         for api in apis.values():
             api.stop()
         broker.stop()
         redis.stop()
-    print(json.dumps(summarize(results, idle, args)))
+    print(json.dumps({**summarize(results, idle, args), **cli}))
+
+
+def command_over_replicas(
+    env: dict[str, str], replicas: int, couples: int, logs: Path
+) -> dict[str, Any]:
+    """``tandem import`` of this tree, end to end (reading the file included), of
+    ``couples`` couples to one replica, then of as many others to ``replicas`` replicas of
+    one deployment (one shared key prefix), one request in flight per replica."""
+    if replicas < 1:
+        return {}
+    prefix = f"r{uuid.uuid4().hex[:8]}"
+    apis = [Api(ROOT, env, logs / f"import-bench-replica-{i}.log", prefix) for i in range(replicas)]
+    out: dict[str, Any] = {}
+    try:
+        for api in apis:
+            api.wait_healthy()
+        for run, used in enumerate((apis[:1], apis)):
+            path = logs / f"import-bench-{run}.jsonl"
+            offset = 10_000_000 + run * couples
+            path.write_text(
+                "".join(json.dumps(couple(offset + i, True)) + "\n" for i in range(couples))
+            )
+            urls = [a for api in used for a in ("--url", api.url)]
+            began = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "tandem.cli", "import", str(path), *urls],
+                cwd=ROOT,
+                env={**env, "PYTHONPATH": str(ROOT)},
+                check=True,
+                capture_output=True,
+            )
+            per_s = couples / (time.perf_counter() - began)
+            out[f"cli_{len(used)}_replicas_per_s"] = round(per_s, 1)
+            print(f"tandem import of {couples} couples to {len(used)} replica(s): {per_s:.0f}/s")
+    finally:
+        for api in apis:
+            api.stop()
+    return out
 
 
 def print_round(run: int, name: str, got: dict[str, Any], args: argparse.Namespace) -> None:
