@@ -138,7 +138,9 @@ class KnownSecrets:
     def remember(self, url: str) -> None:
         pieces = {p for p in url_secrets(url, hosts=False) if len(p) >= self.MIN_LENGTH}
         with self._lock:
-            for piece in pieces:
+            # Sorted: which of a URL's pieces a full registry keeps must not hang on the
+            # process's string hash seed (a set's order).
+            for piece in sorted(pieces):
                 if piece in self._pieces:
                     self._pieces.move_to_end(piece)
                 else:
