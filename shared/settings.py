@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRET_KEY_MISSING = "TANDEM_SECRET_KEY must be set (make one with `tandem keygen`)"
@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     # Apprise socket timeouts: connect / read, seconds.
     delivery_connect_timeout: float = Field(default=4.0, gt=0)
     delivery_read_timeout: float = Field(default=10.0, gt=0)
+    # Sends in flight at once per notifier process: to one provider host, and in all
+    # (services/notifier/limits.py). Raise them for a provider that answers slowly but takes
+    # many requests at once (8 in flight at 150 ms each is ~50 deliveries a second); at most
+    # 64 in all, what the process's 32 deliveries under way (two partners each) can fill.
+    delivery_per_host: int = Field(default=8, ge=1, le=64)
+    delivery_concurrency: int = Field(default=16, ge=1, le=64)
     # Egress exceptions (see shared/egress.py and the README's "Security"): channels may not
     # reach loopback, link-local, private, multicast, reserved or unspecified addresses
     # unless named here -- comma-separated host:port entries and CIDR ranges, e.g.
@@ -141,6 +147,16 @@ class Settings(BaseSettings):
     ops_port: int | None = Field(default=None, ge=0, le=65535)
     # OTLP/HTTP collector base URL (e.g. http://otel-collector:4318); None: no tracing.
     otlp_endpoint: str | None = None
+
+    @model_validator(mode="after")
+    def _per_host_within_concurrency(self) -> Settings:
+        if self.delivery_per_host > self.delivery_concurrency:
+            raise ValueError(
+                f"TANDEM_DELIVERY_PER_HOST ({self.delivery_per_host}) is more than "
+                f"TANDEM_DELIVERY_CONCURRENCY ({self.delivery_concurrency}): one provider "
+                "host cannot have more sends in flight than the notifier has in all"
+            )
+        return self
 
     @field_validator("channel_allow")
     @classmethod

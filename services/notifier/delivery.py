@@ -93,7 +93,8 @@ SERVICE = "notifier"
 # process. Each holds at most two Redis connections at a time (its partners side by
 # side), so this keeps the notifier well inside its Redis pool (redis-py's default of 100
 # connections, beyond which a command fails instead of waiting); the sends themselves
-# are bounded further, per provider host and overall, in channels.py.
+# are bounded further, per provider host and overall, in channels.py (at most
+# TANDEM_DELIVERY_CONCURRENCY, itself at most 64: what these runs' two partners fill).
 MAX_RUNS = 32
 # Urgent deliveries (a test nudge, a snooze) have places of their own (inside the same Redis
 # pool), so one never queues behind a herd's: the herd's consumer keeps up to

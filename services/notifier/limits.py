@@ -8,7 +8,9 @@ of a busy host does not hold an overall slot meanwhile.
 
 Urgent sends (a test nudge, a snooze) have :data:`URGENT` slots of their own, per host and
 overall, so they never queue behind a herd's sends to the same provider; a provider sees
-at most ``PER_HOST + URGENT`` of one notifier's sends at once.
+at most ``PER_HOST + URGENT`` of one notifier's sends at once. A deployment sets both bounds
+(``TANDEM_DELIVERY_PER_HOST``, ``TANDEM_DELIVERY_CONCURRENCY``); the constants below are
+their defaults.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-PER_HOST = 8
-OVERALL = 16
+from shared.settings import Settings
+
+# The deployment's defaults (TANDEM_DELIVERY_PER_HOST, TANDEM_DELIVERY_CONCURRENCY).
+PER_HOST: int = Settings.model_fields["delivery_per_host"].default
+OVERALL: int = Settings.model_fields["delivery_concurrency"].default
 URGENT = 2
 
 

@@ -137,6 +137,8 @@ def build(settings: Settings) -> Notifier:
         read_timeout=settings.delivery_read_timeout,
         plugins_dir=settings.plugins_dir,
         egress=egress_policy(settings.channel_allow),
+        per_host=settings.delivery_per_host,
+        overall=settings.delivery_concurrency,
     )
     channels.load_plugins()
     publishers = {t: service.publisher(t) for t in (NUDGE_DELIVERED, NUDGE_FAILED)}

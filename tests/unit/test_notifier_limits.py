@@ -13,10 +13,14 @@ import pytest
 import requests
 from apprise import Apprise
 from apprise.plugins import NotifyBase
+from pydantic import ValidationError
 
 from services.notifier import keepalive
 from services.notifier.clients import ClientCache
-from services.notifier.limits import SendLimits
+from services.notifier.limits import OVERALL, PER_HOST, SendLimits
+from services.notifier.worker import build
+from shared.secrets import SecretBox
+from shared.settings import Settings
 from tandem.notifier_harness import HttpSink
 
 
@@ -141,3 +145,16 @@ def test_the_environment_is_read_when_it_matters(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("HTTPS_PROXY")
     (tmp_path / ".netrc").write_text("machine x login y password z\n")
     assert keepalive._environment_matters()
+
+
+def test_a_deployment_sets_the_send_bounds() -> None:
+    settings = Settings(
+        secret_key=SecretBox.generate_key(), delivery_per_host=24, delivery_concurrency=48
+    )
+    limits = build(settings).delivery.channels.limits
+    assert (limits.per_host, limits.overall) == (24, 48)
+    assert (PER_HOST, OVERALL) == (8, 16)  # the defaults, from the settings
+    with pytest.raises(ValidationError, match="TANDEM_DELIVERY_PER_HOST \\(20\\) is more than"):
+        Settings(delivery_per_host=20)
+    with pytest.raises(ValidationError, match="less than or equal to 64"):
+        Settings(delivery_concurrency=65)
