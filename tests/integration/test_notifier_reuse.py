@@ -111,6 +111,24 @@ async def test_a_changed_channel_is_reloaded_and_a_rotated_key_is_not(
     assert clients.loads == 3  # only the changed channel was loaded again
 
 
+async def test_a_deployment_sets_how_many_sends_a_provider_gets_at_once(infra: Infra) -> None:
+    # A provider that answers in 0.3 s: with TANDEM_DELIVERY_PER_HOST=3 the notifier keeps
+    # exactly three of a burst's 24 sends in flight to it, never more.
+    slow = HttpSink(delay=0.3).start()
+    try:
+        with allowing([slow.allow]):
+            settings = fast(infra, delivery_per_host=3, delivery_concurrency=4)
+            couples = [couple_at(slow, f"bound{i}") for i in range(12)]
+            for couple in couples:
+                await store_couple(settings, couple)
+            async with watching(settings) as out, running_notifier(settings):
+                await publish_nudges(settings, *(make_nudge(c) for c in couples))
+                await out.wait_for(lambda o: len(o.delivered) >= 24, within=60)
+        assert slow.requests == 24 and slow.max_in_flight == 3
+    finally:
+        slow.stop()
+
+
 async def test_a_hanging_provider_does_not_starve_a_fast_one() -> None:
     hanging, quick = HttpSink(delay=None).start(), HttpSink().start()
     try:
