@@ -2,12 +2,14 @@
 
     .venv/bin/python bench/herd_bench.py [--couples 1000] [--scheduler 2] [--notifier 2]
         [--quiet 10] [--vs-apscheduler 20000] [--aps-redis-max M] [--no-herd]
-        [--redis single|cluster]
+        [--redis single|cluster] [--sink-latency-ms 0]
 
 Starts the suite with the ``tandem dev`` machinery (:class:`tandem.dev.DevStack`: embedded
 broker and Redis, ``--scheduler`` scheduler and ``--notifier`` notifier processes, one
 content process) and a fast HTTP sink of its own on 127.0.0.1 (raw asyncio, allowed through
-``TANDEM_CHANNEL_ALLOW``) that records when each partner's Apprise ``json://`` POST arrived.
+``TANDEM_CHANNEL_ALLOW``) that records when each partner's Apprise ``json://`` POST arrived
+(and answers ``--sink-latency-ms`` later: a provider's answer time; the services' settings,
+``TANDEM_DELIVERY_PER_HOST`` among them, come from this process's environment).
 
 1. Quiet evening: one couple, ``--quiet`` one-off rituals a few seconds apart (each fires
    alone); lateness of every delivery relative to its instant (p50, max).
@@ -95,10 +97,12 @@ def r3(x: float) -> float:
 
 class Sink:
     """An HTTP server on 127.0.0.1 (its own thread and event loop) that answers every
-    request 200 at once and records ``(path, time.time())`` on arrival of the whole body,
+    request 200 ``latency`` seconds after it came (at once by default; a real provider
+    takes ~0.1-0.3 s) and records ``(path, time.time())`` on arrival of the whole body,
     and the nudge's title by arrival index."""
 
-    def __init__(self) -> None:
+    def __init__(self, latency: float = 0.0) -> None:
+        self.latency = latency
         self.arrivals: list[tuple[str, float]] = []
         self.titles: list[str] = []
         self.port = 0
@@ -157,6 +161,8 @@ class Sink:
                     title = ""
                 self.titles.append(title)  # before the arrival: readers index by arrivals
                 self.arrivals.append((path.lstrip("/"), at))
+                if self.latency:
+                    await asyncio.sleep(self.latency)
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
                 await writer.drain()
                 if close:
@@ -841,7 +847,7 @@ def redis_store(kind: str) -> Iterator[str | None]:
 async def run_herd(args: argparse.Namespace, machine_line: str) -> dict[str, Any]:
     """The quiet evening and the herd on a fresh suite; writes the result JSON and answers
     the summary's entries."""
-    sink = Sink().start()
+    sink = Sink(args.sink_latency_ms / 1000).start()
     environ = {
         **os.environ,
         "TANDEM_CHANNEL_ALLOW": sink.allow,
@@ -947,6 +953,12 @@ async def main() -> None:
     parser.add_argument("--scheduler", type=int, default=2)
     parser.add_argument("--notifier", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--sink-latency-ms",
+        type=float,
+        default=0.0,
+        help="the sink answers each request this late (a provider's answer time)",
+    )
     parser.add_argument("--quiet", type=int, default=10, help="quiet-evening repeats (0: skip)")
     parser.add_argument("--quiet-gap", type=float, default=2.0)
     parser.add_argument("--vs-apscheduler", type=int, default=20_000, metavar="N", help="0: skip")
