@@ -16,8 +16,10 @@ their defaults.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
+from services.notifier import metrics
 from shared.settings import Settings
 
 # The deployment's defaults (TANDEM_DELIVERY_PER_HOST, TANDEM_DELIVERY_CONCURRENCY).
@@ -45,6 +47,7 @@ class SendLimits:
         semaphore = self._hosts.setdefault(host, asyncio.Semaphore(self.per_host))
         self._users[host] = self._users.get(host, 0) + 1
         acquired: list[asyncio.Semaphore] = []
+        began = time.monotonic()
         try:
             for needed in (semaphore, self._overall):
                 await needed.acquire()
@@ -52,7 +55,14 @@ class SendLimits:
         except BaseException:
             self._give_back(host, acquired)
             raise
-        return lambda: self._give_back(host, acquired)
+        finally:  # waits that ended in a timeout count too: they are the longest
+            metrics.SLOT_WAIT.observe(time.monotonic() - began)
+        metrics.SENDS_IN_FLIGHT.inc()
+        return lambda: self._release(host, acquired)
+
+    def _release(self, host: str, acquired: list[asyncio.Semaphore]) -> None:
+        metrics.SENDS_IN_FLIGHT.dec()
+        self._give_back(host, acquired)
 
     def _give_back(self, host: str, acquired: list[asyncio.Semaphore]) -> None:
         for held in reversed(acquired):

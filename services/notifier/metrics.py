@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from shared.events import NudgeDelivered
 
@@ -38,6 +38,16 @@ SKEW = Histogram(
     "Between the two partners' deliveries of one together nudge sent in the same round",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
 )
+
+# Send slots (limits.py): sends waiting long for one mean a provider host's or the process's
+# bound is what holds a herd back -- raise TANDEM_DELIVERY_PER_HOST / _CONCURRENCY, or add
+# notifier processes.
+SLOT_WAIT = Histogram(
+    "tandem_send_slot_wait_seconds",
+    "How long a send waited for its provider host's slot and an overall one (or gave up)",
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+SENDS_IN_FLIGHT = Gauge("tandem_sends_in_flight", "Sends holding a slot right now")
 
 
 def partner_skew(delivered: Iterable[NudgeDelivered]) -> float | None:

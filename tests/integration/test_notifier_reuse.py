@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.notifier.channels import Channels, Outcome, SendResult
 from services.notifier.store import Job, NotifierStore
@@ -118,6 +119,7 @@ async def test_a_deployment_sets_how_many_sends_a_provider_gets_at_once(infra: I
     try:
         with allowing([slow.allow]):
             settings = fast(infra, delivery_per_host=3, delivery_concurrency=4)
+            waited = REGISTRY.get_sample_value("tandem_send_slot_wait_seconds_sum") or 0.0
             couples = [couple_at(slow, f"bound{i}") for i in range(12)]
             for couple in couples:
                 await store_couple(settings, couple)
@@ -125,6 +127,8 @@ async def test_a_deployment_sets_how_many_sends_a_provider_gets_at_once(infra: I
                 await publish_nudges(settings, *(make_nudge(c) for c in couples))
                 await out.wait_for(lambda o: len(o.delivered) >= 24, within=60)
         assert slow.requests == 24 and slow.max_in_flight == 3
+        # ... and the others' waits for a slot show (the last of 24 waits ~2 s alone).
+        assert (REGISTRY.get_sample_value("tandem_send_slot_wait_seconds_sum") or 0) > waited + 1
     finally:
         slow.stop()
 

@@ -13,6 +13,7 @@ import pytest
 import requests
 from apprise import Apprise
 from apprise.plugins import NotifyBase
+from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from services.notifier import keepalive
@@ -22,6 +23,9 @@ from services.notifier.worker import build
 from shared.secrets import SecretBox
 from shared.settings import Settings
 from tandem.notifier_harness import HttpSink
+
+WAIT = "tandem_send_slot_wait_seconds"
+IN_FLIGHT = "tandem_sends_in_flight"
 
 
 async def test_a_busy_host_waits_for_its_own_slots_only() -> None:
@@ -158,3 +162,20 @@ def test_a_deployment_sets_the_send_bounds() -> None:
         Settings(delivery_per_host=20)
     with pytest.raises(ValidationError, match="less than or equal to 64"):
         Settings(delivery_concurrency=65)
+
+
+async def test_slot_waits_and_sends_in_flight_are_measured() -> None:
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    before = {n: sample(n) for n in (f"{WAIT}_count", f"{WAIT}_sum", IN_FLIGHT)}
+    limits = SendLimits(per_host=1, overall=1)
+    first = await limits.acquire("h:80")
+    second = asyncio.create_task(limits.acquire("h:80"))
+    await asyncio.sleep(0.05)
+    assert sample(IN_FLIGHT) == before[IN_FLIGHT] + 1
+    first()
+    (await second)()
+    assert sample(IN_FLIGHT) == before[IN_FLIGHT]
+    assert sample(f"{WAIT}_count") == before[f"{WAIT}_count"] + 2
+    assert sample(f"{WAIT}_sum") >= before[f"{WAIT}_sum"] + 0.04  # the second one waited
