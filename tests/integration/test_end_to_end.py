@@ -142,6 +142,14 @@ async def test_both_partners_press_done_and_get_you_both_did_it(infra, inbox, su
             60,
         )
         assert {r.address for r in notes if r.title == "You both did it"} == {"sam", "alex"}
-        history = (await api.get(f"/v1/couples/{couple['id']}/nudges")).json()["nudges"]
-        ritual_nudge = next(n for n in history if n["prompt"]["deck"] != "tandem")
-        assert ritual_nudge["completion"] == "both"
+        # The history is the scheduler's own consumer's (it looks every 500 ms): wait for it.
+        deadline = time.monotonic() + 30
+        while True:
+            history = (await api.get(f"/v1/couples/{couple['id']}/nudges")).json()["nudges"]
+            ritual_nudge = next((n for n in history if n["prompt"]["deck"] != "tandem"), None)
+            if (ritual_nudge and ritual_nudge["completion"] == "both") or (
+                time.monotonic() > deadline
+            ):
+                break
+            await asyncio.sleep(0.5)
+        assert ritual_nudge is not None and ritual_nudge["completion"] == "both", history
